@@ -1,0 +1,937 @@
+"""Parse `.eco` source into the syntax tree of ``eco.language.ast``.
+
+``parse(source)`` never raises: every problem becomes a diagnostic, and the
+parser recovers from syntax errors so one run reports every independent error.
+
+How it works.  The grammar (``grammar.lark``) is compiled once per process into
+a lark LALR(1) table and a contextual lexer.  Instead of ``Lark.parse`` this
+module drives both itself:
+
+* ``_TokenStream`` lexes with the lexer of the parser's current state (falling
+  back to the full lexer to name an unexpected token), keeps comments for the
+  formatter, tracks bracket nesting, and turns newlines/commas inside ``{ }``
+  into single ``_SEP`` tokens (see the grammar's header).
+* ``_Builder`` provides one callback per grammar rule that builds ast nodes
+  directly during reductions (no intermediate lark tree).
+* ``_Parser`` feeds tokens to lark's ``ParserState``.  On a syntax error it
+  reports one diagnostic, skips to the next item separator or closing ``}`` at
+  the same depth (or the next top-level keyword), pops the parser stack to a
+  state that can continue from there, and resumes.  Errors right after a
+  recovery, before any token was accepted, are follow-on errors and are not
+  reported.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from dataclasses import dataclass, field
+
+from . import ast, codes
+from .diagnostics import Diagnostic, Edit, Fix, Label, error, suggest
+from .literals import decode_number, decode_string
+from .spans import SourceFile, Span
+from .tables import Tables, load_tables
+
+MAX_NESTING = 64
+"""Deepest allowed nesting of ``{ }``, ``[ ]`` and ``( )``."""
+
+TOP_KEYWORDS = ("import", "cluster", "message", "channel", "ecosystem")
+
+_COMMENT_TYPES = frozenset({"LINE_COMMENT", "BLOCK_COMMENT", "BAD_BLOCK_COMMENT"})
+_OPENERS = {"LBRACE": "{", "LSQB": "[", "LPAR": "("}
+_CLOSERS = {"RBRACE": "{", "RSQB": "[", "RPAR": "("}
+_CLOSER_TEXT = {"{": "}", "[": "]", "(": ")"}
+_TOP_KEYWORD_TYPES = frozenset(k.upper() for k in TOP_KEYWORDS)
+_VALUE_START = frozenset({"IDENT", "MODREF", "STRING", "BAD_STRING", "NUMBER", "LSQB", "LBRACE"})
+_SEPARATORS = frozenset({"_SEP", "RBRACE", "$END"})
+
+_HUMAN = {
+    "IDENT": "a name",
+    "MODREF": "a `module:Class` reference",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "BAD_STRING": "a string",
+    "CMP": "a comparison (`>`, `>=`, `<`, `<=`, `==`, `!=`)",
+    "_SEP": "a newline or `,`",
+    "_NL": "a newline",
+    "$END": "end of file",
+    "LBRACE": "`{`",
+    "RBRACE": "`}`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "LPAR": "`(`",
+    "RPAR": "`)`",
+    "COLON": "`:`",
+    "COMMA": "`,`",
+    "DOT": "`.`",
+    "DOTDOT": "`..`",
+    "EQUAL": "`=`",
+    "QMARK": "`?`",
+}
+_ORDER = ["COLON", "EQUAL", "LBRACE", "LSQB", "LPAR", "DOT", "DOTDOT", "COMMA", "QMARK", "CMP", "IDENT", "MODREF",
+          "NUMBER", "STRING", "RSQB", "RPAR", "RBRACE", "_SEP", "$END"]
+
+
+class _Tok:
+    """A token: its terminal name, text and character offsets."""
+
+    __slots__ = ("type", "value", "start_pos", "end_pos")
+
+    def __init__(self, type: str, value: str, start: int, end: int):
+        self.type = type
+        self.value = value
+        self.start_pos = start
+        self.end_pos = end
+
+    def __repr__(self) -> str:
+        return f"_Tok({self.type}, {self.value!r}, {self.start_pos})"
+
+
+class _Unexpected(Exception):
+    def __init__(self, expected):
+        self.expected = expected
+
+
+class _Grammar:
+    """Everything derived from the tables once per process: lexer regex and LR tables."""
+
+    def __init__(self, tables: Tables):
+        self.tables = tables
+        alternatives = "|".join(f"(?P<{name}>{regex})" for name, regex in tables.terminals)
+        self.master = re.compile(f"[ \\t\\f]*(?:{alternatives})")
+        self.ws = re.compile("[ \\t\\f]*")
+        self.ident = re.compile(dict(tables.terminals)["IDENT"])
+        self.keywords = tables.keywords
+        self.states = tables.states
+        self.rules = tables.rules
+        self.start_state = tables.start_state
+        self.end_state = tables.end_state
+
+
+_GRAMMAR: _Grammar | None = None
+
+
+def _grammar() -> _Grammar:
+    global _GRAMMAR
+    if _GRAMMAR is None:
+        _GRAMMAR = _Grammar(load_tables())
+    return _GRAMMAR
+
+
+def warm_up() -> None:
+    """Load the parser tables now rather than on the first ``parse`` call."""
+    _grammar()
+
+
+class _LR:
+    """An LALR(1) automaton over the tables; builds values with rule callbacks."""
+
+    __slots__ = ("states", "rules", "end_state", "state_stack", "value_stack")
+
+    def __init__(self, grammar: _Grammar, callbacks: list):
+        self.states = grammar.states
+        self.rules = [(size, origin, cb) for (_, size, _, _, origin), cb in zip(grammar.rules, callbacks)]
+        self.end_state = grammar.end_state
+        self.state_stack = [grammar.start_state]
+        self.value_stack: list = []
+
+    @property
+    def position(self) -> int:
+        return self.state_stack[-1]
+
+    def feed_token(self, tok, is_end: bool = False):
+        states = self.states
+        stack = self.state_stack
+        values = self.value_stack
+        typ = tok.type
+        while True:
+            act = states[stack[-1]].get(typ)
+            if act is None:
+                raise _Unexpected(set(states[stack[-1]]))
+            if act[0]:
+                stack.append(act[1])
+                values.append(tok)
+                return None
+            size, name, callback = self.rules[act[1]]
+            if callback is None:
+                del stack[-1]
+                stack.append(states[stack[-1]][name][1])
+                if is_end and stack[-1] == self.end_state:
+                    return values[-1]
+                continue
+            if size:
+                children = values[-size:]
+                del stack[-size:]
+                del values[-size:]
+            else:
+                children = []
+            value = callback(children)
+            stack.append(states[stack[-1]][name][1])
+            values.append(value)
+            if is_end and stack[-1] == self.end_state:
+                return value
+
+
+@dataclass
+class ParseResult:
+    module: ast.Module
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No error-level diagnostics (the tree is complete, nothing was skipped)."""
+        return not any(d.severity >= 2 for d in self.diagnostics)
+
+
+def parse(source: SourceFile) -> ParseResult:
+    """Parse one source file.  Never raises; problems are in ``diagnostics``."""
+    # The parser allocates many small objects and no cycles: pausing the cyclic
+    # garbage collector meanwhile makes it markedly faster on large files.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Parser(source).run()
+    except RecursionError:  # pragma: no cover - the parser is iterative; belt and braces
+        return _failed(source, "the input is nested too deeply to parse")
+    except Exception as exc:  # pragma: no cover - a bug; report it instead of a traceback
+        return _failed(source, f"internal parser error: {type(exc).__name__}: {exc}")
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _failed(source: SourceFile, message: str) -> ParseResult:
+    span = source.span(0, 0)
+    diag = error(codes.INTERNAL_PARSER_ERROR, message, span,
+                 notes=["this is a bug in ecoc; please report it with the input that caused it"])
+    return ParseResult(ast.Module(source.span(0, len(source.text)), []), [diag])
+
+
+# ------------------------------------------------------------------ tokens
+
+
+class _Splice(list):
+    """Children of an inlined helper rule, spliced into the parent's children."""
+
+    __slots__ = ()
+
+
+class _TokenStream:
+    """Lexes contextually and post-processes tokens; see the module docstring."""
+
+    def __init__(self, parser: _Parser):
+        self.p = parser
+        self.source = parser.source
+        self.text = parser.source.text
+        self.grammar = parser.grammar
+        self.stack: list[_Tok] = []  # open brackets, innermost last
+        self.braces = 0  # how many `{` are in self.stack
+        self.skipping = False  # recovering: the parser state says nothing about the next token
+        self.comments: list[ast.Comment] = []
+        self.last_stray: _Tok | None = None  # the last closer that matched no open bracket
+        self._suppress_sep = True
+        self._carries = False
+        self._after_comma = False
+        self._deep_reported = False
+
+    def __iter__(self):
+        """Yield ``(token, depth_before, braces_before)``; ends with ``$END``."""
+        text = self.text
+        n = len(text)
+        g = self.grammar
+        match = g.master.match
+        keywords = g.keywords
+        states = g.states
+        lr = self.p.state
+        stack = self.stack
+        pos = 0
+        while True:
+            m = match(text, pos)
+            if m is None:
+                pos = g.ws.match(text, pos).end()
+                if pos >= n:
+                    break
+                self._bad_character(pos)
+                pos += 1
+                continue
+            typ = m.lastgroup
+            start = m.start(typ)
+            pos = m.end()
+            # The contextual part of lexing: what the parser state can accept.
+            if typ == "IDENT" or typ == "MODREF":
+                accepts = states[lr.state_stack[-1]]
+                if typ == "MODREF" and ("MODREF" not in accepts or self.skipping):
+                    pos = g.ident.match(text, start).end()
+                    typ = "IDENT"
+                if typ == "IDENT":
+                    kw = keywords.get(text[start:pos])
+                    if kw is not None and (kw in accepts or self.skipping):
+                        typ = kw
+            tok = _Tok(typ, text[start:pos], start, pos)
+            if typ in _COMMENT_TYPES:
+                self._comment(tok)
+                continue
+            top = stack[-1].type if stack else None
+            if typ == "_NL":
+                if top != "LBRACE":
+                    continue
+                if self._carries:
+                    if self._after_comma:
+                        continue
+                    self._carries = False
+                if self._suppress_sep:
+                    continue
+                self._suppress_sep = True
+                tok.type = "_SEP"
+                yield tok, len(stack), self.braces
+                continue
+            if typ == "COMMA" and top == "LBRACE" and not self._carries:
+                if self._suppress_sep:
+                    continue
+                self._suppress_sep = True
+                tok.type = "_SEP"
+                yield tok, len(stack), self.braces
+                continue
+            depth, braces = len(stack), self.braces
+            if typ in _OPENERS:
+                stack.append(tok)
+                if typ == "LBRACE":
+                    self.braces += 1
+                    self._suppress_sep = True
+                    self._carries = False
+                else:
+                    self._suppress_sep = False
+                if len(stack) > MAX_NESTING and not self.skipping:
+                    self._too_deep(tok)
+                    yield _retype(tok, "$TOO_DEEP"), depth, braces
+                    continue
+                yield tok, depth, braces
+                continue
+            self._suppress_sep = False
+            if typ in _CLOSERS:
+                self._close(tok)
+                self._carries = False
+            elif typ == "CARRIES":
+                self._carries = True
+                self._after_comma = False
+            elif self._carries:
+                self._after_comma = typ == "COMMA"
+            yield tok, depth, braces
+        yield _Tok("$END", "", n, n), len(stack), self.braces
+
+    def _close(self, tok: _Tok) -> None:
+        stack = self.stack
+        want = _CLOSERS[tok.type]
+        if stack and _OPENERS[stack[-1].type] == want:
+            if stack.pop().type == "LBRACE":
+                self.braces -= 1
+            return
+        if not any(_OPENERS[t.type] == want for t in stack):
+            self.last_stray = tok
+        else:
+            while stack:
+                opened = stack.pop()
+                if opened.type == "LBRACE":
+                    self.braces -= 1
+                if _OPENERS[opened.type] == want:
+                    return
+
+    def opener_to_close(self) -> _Tok | None:
+        return self.stack[-1] if self.stack else None
+
+    def _comment(self, tok: _Tok) -> None:
+        text = self.text
+        start = tok.start_pos
+        line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+        own_line = text[line_start:start].strip() == ""
+        self.comments.append(ast.Comment(self.source.span(start, tok.end_pos), tok.value, own_line))
+        if tok.type == "BAD_BLOCK_COMMENT":
+            self.p.report(
+                error(codes.UNTERMINATED_COMMENT, "unterminated block comment",
+                      self.source.span(start, start + 2), label="this `/*` is never closed",
+                      help="close the comment with `*/`")
+            )
+
+    def _bad_character(self, pos: int) -> None:
+        ch = self.text[pos]
+        shown = repr(ch)[1:-1] if not ch.isprintable() else ch
+        if not self.skipping:
+            hint = None
+            if ch == "'":
+                hint = 'strings use double quotes: "..."'
+            elif ch == "#":
+                hint = "comments start with `//` (or `/* ... */` for a block)"
+            self.p.report(
+                error(codes.UNEXPECTED_CHARACTER, f"unexpected character `{shown}`",
+                      self.source.span(pos, pos + 1), label="not valid here", help=hint)
+            )
+            self.p.begin_recovery_after_char(pos)
+
+    def _too_deep(self, tok: _Tok) -> None:
+        if self._deep_reported:
+            return
+        self._deep_reported = True
+        self.p.report(
+            error(codes.NESTING_TOO_DEEP, f"nesting too deep (more than {MAX_NESTING} levels)",
+                  self.source.span(tok.start_pos, tok.end_pos), label="too deeply nested",
+                  help="flatten the structure; no `.eco` setting needs this much nesting")
+        )
+
+
+def _retype(tok: _Tok, typ: str) -> _Tok:
+    return _Tok(typ, tok.value, tok.start_pos, tok.end_pos)
+
+
+# ------------------------------------------------------------------ parser
+
+
+class _Parser:
+    def __init__(self, source: SourceFile):
+        self.source = source
+        self.grammar = _grammar()
+        self.tables = self.grammar
+        self.diagnostics: list[Diagnostic] = []
+        self.builder = _Builder(self)
+        self.state = _LR(self.grammar, self.builder.callbacks(self.grammar.rules))
+        self.stream = _TokenStream(self)
+        self._fed_since_error = True
+        self._recovering: tuple[int, int] | None = None  # (depth, braces) to resynchronise at
+
+    def report(self, diag: Diagnostic) -> None:
+        self.diagnostics.append(diag)
+
+    # -- main loop
+
+    def run(self) -> ParseResult:
+        lr = self.state
+        states = lr.states
+        rules = lr.rules
+        sstack = lr.state_stack
+        vstack = lr.value_stack
+        module: ast.Module | None = None
+        for tok, depth, braces in self.stream:
+            typ = tok.type
+            if typ == "$END":
+                module = self._finish(tok)
+                break
+            if self._recovering is not None:
+                tok = self._resync(tok, depth, braces)
+                if tok is None:
+                    continue
+                typ = tok.type
+                if typ not in states[sstack[-1]]:
+                    continue  # a separator that is not needed here: drop it
+            elif typ == "$TOO_DEEP":
+                self._fed_since_error = False
+                self._start_recovery(depth, braces)
+                continue
+            # The LALR(1) step, inlined here because it runs once per token.
+            while True:
+                act = states[sstack[-1]].get(typ)
+                if act is None:
+                    self._syntax_error(tok, self._expected(), depth, braces)
+                    break
+                if act[0]:
+                    sstack.append(act[1])
+                    vstack.append(tok)
+                    self._fed_since_error = True
+                    break
+                size, origin, callback = rules[act[1]]
+                if callback is None:  # a unit rule that only passes its child through
+                    del sstack[-1]
+                    sstack.append(states[sstack[-1]][origin][1])
+                    continue
+                if size:
+                    children = vstack[-size:]
+                    del sstack[-size:]
+                    del vstack[-size:]
+                else:
+                    children = []
+                vstack.append(callback(children))
+                sstack.append(states[sstack[-1]][origin][1])
+        assert module is not None
+        module.comments = self.stream.comments
+        self.diagnostics.sort(key=Diagnostic.sort_key)
+        return ParseResult(module, self.diagnostics)
+
+    def _expected(self) -> set[str]:
+        """The terminals the parser can really continue with from its current stack.
+
+        LALR tables merge lookaheads of similar states, so a state's action
+        keys can name tokens that would fail after a few reductions; simulate
+        each one and keep those that end in a shift.
+        """
+        states = self.state.states
+        rules = self.state.rules
+        out = set()
+        for typ in states[self.state.position]:
+            if not typ.isupper():
+                continue
+            stack = list(self.state.state_stack)
+            while True:
+                act = states[stack[-1]].get(typ)
+                if act is None:
+                    break
+                if act[0] or typ == "$END" and len(stack) == 2:
+                    out.add(typ)
+                    break
+                size, origin, _ = rules[act[1]]
+                if size:
+                    del stack[-size:]
+                goto = states[stack[-1]].get(origin)
+                if goto is None:
+                    out.add(typ)  # reduced to the start symbol: end of input accepted
+                    break
+                stack.append(goto[1])
+        return out
+
+    def _finish(self, end: _Tok) -> ast.Module:
+        stack = self.stream.stack
+        if stack:
+            self._unclosed(stack)
+        elif self._recovering is None and "$END" not in self.tables.states[self.state.position]:
+            # Let the parser say what is missing.
+            self._syntax_error(end, self._expected(), 0, 0, resync=False)
+        return self._salvage(end)
+
+    def _salvage(self, end: _Tok) -> ast.Module:
+        """Close whatever is still open and finish the parse (after errors)."""
+        ps = self.state
+        states = self.tables.states
+        for _ in range(4 * len(ps.state_stack) + 16):
+            actions = states[ps.position]
+            try:
+                if "$END" in actions:
+                    result = ps.feed_token(end, True)
+                    if isinstance(result, ast.Module):
+                        return result
+                elif "RBRACE" in actions:
+                    ps.feed_token(_synthetic("RBRACE", end.start_pos))
+                    continue
+            except _Unexpected:
+                pass
+            if len(ps.state_stack) <= 1:
+                break
+            ps.state_stack.pop()
+            ps.value_stack.pop()
+        decls = [v for v in _flatten(ps.value_stack) if isinstance(v, _DECL_TYPES)]
+        return ast.Module(self.source.span(0, len(self.source.text)), decls)
+
+    # -- errors and recovery
+
+    def _syntax_error(self, tok: _Tok, expected, depth: int, braces: int, *, resync: bool = True) -> None:
+        if self._fed_since_error:
+            self.report(self._describe(tok, set(expected)))
+        self._fed_since_error = False
+        if resync:
+            self._start_recovery(depth, braces)
+            # The offending token may itself be where parsing can continue.
+            resumed = self._resync(tok, depth, braces)
+            if resumed is not None and resumed.type in self.tables.states[self.state.position]:
+                try:
+                    self.state.feed_token(resumed)
+                except _Unexpected:  # pragma: no cover - _resync checked the action
+                    pass
+
+    def begin_recovery_after_char(self, pos: int) -> None:
+        """A bad character: skip the rest of its item like any syntax error."""
+        self._fed_since_error = False
+        if self._recovering is None:
+            self._start_recovery(len(self.stream.stack), self.stream.braces)
+
+    def _start_recovery(self, depth: int, braces: int) -> None:
+        stack = self.stream.stack
+        # The innermost `{` that was open before the bad token.
+        target = 0
+        for i in range(min(depth, len(stack)) - 1, -1, -1):
+            if stack[i].type == "LBRACE":
+                target = i + 1
+                break
+        self._recovering = (target, sum(1 for t in stack[:target] if t.type == "LBRACE"))
+        self.stream.skipping = True
+
+    def _resync(self, tok: _Tok, depth: int, braces: int) -> _Tok | None:
+        """If parsing can resume at ``tok``, prepare the parser stack and return the token to feed."""
+        assert self._recovering is not None
+        target, braces_open = self._recovering
+        typ = tok.type
+        if target == 0:
+            if depth != 0:
+                return None
+            if typ == "IDENT" and tok.value in TOP_KEYWORDS:
+                tok = _retype(tok, tok.value.upper())
+            elif typ not in _TOP_KEYWORD_TYPES:
+                return None
+            self._pop_until_shift(tok.type, limit_braces=0)
+        elif typ == "_SEP" and depth == target:
+            self._pop_until_shift("_SEP", limit_braces=braces_open)
+        elif typ == "RBRACE" and depth >= target and len(self.stream.stack) < target:
+            self._pop_until_shift("RBRACE", limit_braces=braces_open)
+        else:
+            return None
+        self._recovering = None
+        self.stream.skipping = False
+        return tok
+
+    def _pop_until_shift(self, typ: str, *, limit_braces: int) -> None:
+        """Pop partial constructs off the parser stack until ``typ`` can be shifted."""
+        ps = self.state
+        states = self.tables.states
+        values = ps.value_stack
+        # Never pop the `{` of the body we are resynchronising in.
+        limit = 0
+        if limit_braces:
+            seen = 0
+            for i, v in enumerate(values):
+                if isinstance(v, _Tok) and v.type == "LBRACE":
+                    seen += 1
+                    if seen == limit_braces:
+                        limit = i + 1
+                        break
+        while len(ps.state_stack) > 1 and len(values) > limit:
+            action = states[ps.position].get(typ)
+            if action is not None and action[0]:
+                return
+            ps.state_stack.pop()
+            values.pop()
+
+    def _unclosed(self, stack: list[_Tok]) -> None:
+        end = len(self.source.text)
+        innermost = stack[-1]
+        ch = _OPENERS[innermost.type]
+        labels = [Label(self.source.span(t.start_pos, t.end_pos), f"unclosed `{_OPENERS[t.type]}`")
+                  for t in reversed(stack[-3:])]
+        if len(stack) > 3:
+            labels.append(Label(self.source.span(stack[0].start_pos, stack[0].end_pos),
+                                f"outermost unclosed `{_OPENERS[stack[0].type]}`"))
+        self.report(
+            error(codes.UNCLOSED_DELIMITER, f"unclosed `{ch}`: the file ends before it is closed",
+                  self.source.span(end, end), label=f"expected `{_CLOSER_TEXT[ch]}` before the end of the file",
+                  labels=labels, help=f"add the missing `{_CLOSER_TEXT[ch]}`")
+        )
+
+    def _describe(self, tok: _Tok, expected: set[str]) -> Diagnostic:
+        src = self.source
+        typ = tok.type
+        span = src.span(tok.start_pos, tok.end_pos)
+        if typ == "_SEP" and tok.value != ",":
+            span = src.span(tok.start_pos, tok.start_pos)  # the end of the line
+        found = _found(tok)
+        if tok is self.stream.last_stray:
+            return error(codes.UNMATCHED_CLOSER, f"unmatched `{tok.value}`", span,
+                         label="nothing here to close", help="remove it, or add the bracket it should close")
+        # A top-level position: only declarations (or the end) may come next.
+        if expected <= (_TOP_KEYWORD_TYPES | {"$END"}) and typ != "$END":
+            return self._expected_declaration(tok, span, found)
+        # A word where a separator could go: probably a missing newline or `,`.
+        keep_seps = typ in ("IDENT", "MODREF", "NUMBER", "STRING") and "_SEP" in expected
+        wanted = _human_list(expected, keep_separators=keep_seps)
+        after = self._after()
+        message = f"expected {wanted}{after}, found {found}" if wanted else f"unexpected {found}"
+        diag = error(codes.UNEXPECTED_TOKEN, message, span, label=f"unexpected {found}")
+        if typ in _CLOSERS:
+            opener = self._open_before(tok)
+            if opener is not None and _OPENERS[opener.type] != _CLOSERS[typ]:
+                ch = _OPENERS[opener.type]
+                diag.labels.append(Label(src.span(opener.start_pos, opener.end_pos), f"this `{ch}` is not closed"))
+                diag.help = f"close it with `{_CLOSER_TEXT[ch]}` first"
+        elif typ == "EQUAL" and "COLON" in expected:
+            diag.help = "settings are written `key: value`"
+            diag.fix = Fix("write `:`", (Edit(span, ":"),))
+        elif typ == "_SEP" and "RBRACE" not in expected and self._open_before(tok) is not None:
+            diag.notes.append("a newline or `,` ends a setting; lists `[...]` and calls `(...)` may span lines")
+        return diag
+
+    def _after(self) -> str:
+        """`` after `x` `` naming what came just before the error, when that helps."""
+        values = self.state.value_stack
+        if not values:
+            return ""
+        last = values[-1]
+        if isinstance(last, _Tok):
+            if last.type in ("_SEP", "LBRACE"):
+                return ""
+            if last.type == "COLON" and len(values) >= 2 and isinstance(values[-2], _Tok) and values[-2].type == "IDENT":
+                return f" after `{values[-2].value}:`"
+            return f" after `{_short(last)}`"
+        span = getattr(last, "span", None)
+        if span is None or span.end - span.start > 30 or "\n" in span.text:
+            return ""
+        return f" after `{span.text}`"
+
+    def _open_before(self, tok: _Tok) -> _Tok | None:
+        """The innermost bracket open just before the closer ``tok`` was lexed."""
+        # The stream already processed tok; if it popped a matching opener, that opener is gone,
+        # so look at what the parser still holds instead.
+        for v in reversed(self.state.value_stack):
+            if isinstance(v, _Tok) and v.type in _OPENERS:
+                return v
+        return None
+
+    def _expected_declaration(self, tok: _Tok, span: Span, found: str) -> Diagnostic:
+        diag = error(
+            codes.EXPECTED_DECLARATION,
+            f"expected a declaration, found {found}",
+            span,
+            label="not a declaration",
+            notes=["a file contains `import`, `cluster`, `message`, `channel` and `ecosystem` declarations"],
+        )
+        if tok.type == "IDENT":
+            guess = suggest(tok.value, TOP_KEYWORDS)
+            if guess is not None:
+                diag.help = f"did you mean `{guess}`?"
+                diag.fix = Fix(f"replace with `{guess}`", (Edit(span, guess),))
+        return diag
+
+
+def _synthetic(typ: str, pos: int) -> _Tok:
+    return _Tok(typ, "", pos, pos)
+
+
+def _found(tok: _Tok) -> str:
+    typ = tok.type
+    if typ == "$END":
+        return "end of file"
+    if typ == "_SEP":
+        return "`,`" if tok.value == "," else "a newline"
+    if typ in ("STRING", "BAD_STRING"):
+        return f"string {_short(tok)}"
+    if typ == "NUMBER":
+        return f"number `{tok.value}`"
+    return f"`{_short(tok)}`"
+
+
+def _short(tok: _Tok) -> str:
+    s = tok.value
+    return s if len(s) <= 30 else s[:27] + "..."
+
+
+def _human_list(expected: set[str], *, keep_separators: bool = False) -> str:
+    """``{"COLON", "NUMBER", ...}`` -> "`:` or a value" (separators only when nothing else fits)."""
+    value = {"NUMBER", "STRING", "LSQB"} <= expected
+    if value:
+        expected = expected - _VALUE_START
+    if (value or expected - _SEPARATORS) and not keep_separators:
+        expected = expected - _SEPARATORS
+    elif keep_separators:
+        expected = expected - {"RBRACE", "$END"}
+    names = [_HUMAN[e] for e in _ORDER if e in expected]
+    if value:
+        names.insert(sum(1 for e in ("COLON", "EQUAL") if e in expected), "a value")
+    names += sorted(f"`{e.lower()}`" for e in expected if e not in _HUMAN and e.isalpha())
+    if not names:
+        return ""
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _flatten(values):
+    for v in values:
+        if isinstance(v, list):
+            yield from _flatten(v)
+        else:
+            yield v
+
+
+# ------------------------------------------------------------------ tree building
+
+
+class _Builder:
+    """Grammar-rule callbacks that build ast nodes during LALR reductions."""
+
+    def __init__(self, parser: _Parser):
+        self.p = parser
+        self.src = parser.source
+
+    def callbacks(self, rules) -> list:
+        """One callback per rule, in rule order."""
+        out = []
+        for name, size, inlined, splices, _origin in rules:
+            if inlined:
+                out.append(None if size == 1 else _splice)
+            else:
+                fn = getattr(self, "r_" + name)
+                out.append(_wrap(fn) if splices else fn)
+        return out
+
+    # -- helpers
+
+    def span(self, first, last) -> Span:
+        return Span(self.src, _start(first), _end(last))
+
+    def ident(self, tok: _Tok) -> ast.Ident:
+        return ast.Ident(Span(self.src, tok.start_pos, tok.end_pos), tok.value)
+
+    def report(self, diag: Diagnostic) -> None:
+        self.p.report(diag)
+
+    # -- declarations
+
+    def r_start(self, c):
+        end = len(self.src.text)
+        return ast.Module(Span(self.src, 0, end), [x for x in c if isinstance(x, _DECL_TYPES)])
+
+    def r_import_decl(self, c):
+        alias = self.ident(c[3]) if len(c) == 4 else None
+        return ast.ImportDecl(self.span(c[0], c[-1]), c[1], alias)
+
+    def r_cluster_decl(self, c):
+        return ast.ClusterDecl(self.span(c[0], c[-1]), self.ident(c[1]), c[2])
+
+    def r_channel_decl(self, c):
+        return ast.ChannelDecl(self.span(c[0], c[-1]), self.ident(c[1]), c[2])
+
+    def r_ecosystem_decl(self, c):
+        cluster = self.ident(c[3]) if len(c) == 5 else None
+        return ast.EcosystemDecl(self.span(c[0], c[-1]), self.ident(c[1]), c[-1], cluster)
+
+    def r_message_decl(self, c):
+        fields = [x for x in c if isinstance(x, ast.FieldDecl)]
+        return ast.MessageDecl(self.span(c[0], c[-1]), self.ident(c[1]), fields)
+
+    def r_field(self, c):
+        default = self.term(c[4]) if len(c) == 5 else None
+        return ast.FieldDecl(self.span(c[0], c[-1]), self.ident(c[0]), c[2], default)
+
+    def r_type(self, c):
+        args = [x for x in c[1:] if isinstance(x, ast.TypeExpr)]
+        optional = isinstance(c[-1], _Tok) and c[-1].type == "QMARK"
+        return ast.TypeExpr(self.span(c[0], c[-1]), c[0], args, optional)
+
+    # -- bodies and items
+
+    def r_body(self, c):
+        items = [x for x in c[1:-1] if not isinstance(x, _Tok)]
+        start, end = c[0].start_pos, c[-1].end_pos
+        src = self.src
+        multiline = src.position(start).line != src.position(end).line
+        return ast.ObjectExpr(Span(src, start, end), items, multiline)
+
+    def r_property(self, c):
+        return ast.Property(self.span(c[0], c[-1]), self.ident(c[0]), [self.term(x) for x in c[2:]])
+
+    def r_command(self, c):
+        return ast.Command(self.span(c[0], c[-1]), self.ident(c[0]), [self.term(x) for x in c[1:]])
+
+    def r_carries(self, c):
+        return ast.Carries(self.span(c[0], c[-1]), [x for x in c[1:] if isinstance(x, ast.Name)])
+
+    def r_when_rule(self, c):
+        # WHEN name CMP term [FOR term] COLON IDENT [term]
+        metric, op, threshold = c[1], c[2].value, self.term(c[3])
+        i = 4
+        window = None
+        if c[i].type == "FOR":
+            window = self.term(c[i + 1])
+            i += 2
+        action = self.ident(c[i + 1])
+        amount = self.term(c[i + 2]) if len(c) > i + 2 else None
+        return ast.WhenRule(self.span(c[0], c[-1]), metric, op, threshold, window, action, amount)
+
+    # -- terms
+
+    def term(self, x):
+        if isinstance(x, _Tok):
+            if x.type == "NUMBER":
+                return self.number(x)
+            if x.type == "MODREF":
+                module, _, cls = x.value.rpartition(":")
+                return ast.ModuleRef(Span(self.src, x.start_pos, x.end_pos), module, cls)
+        return x
+
+    def r_list(self, c):
+        return ast.ListExpr(self.span(c[0], c[-1]), [self.term(x) for x in c[1:-1] if not _is_punct(x)])
+
+    def r_call(self, c):
+        return ast.Call(self.span(c[0], c[-1]), c[0], [self.term(x) for x in c[2:-1] if not _is_punct(x)])
+
+    def r_range(self, c):
+        return ast.RangeExpr(self.span(c[0], c[-1]), self.term(c[0]), self.term(c[2]))
+
+    def r_name(self, c):
+        parts = tuple(t.value for t in c if t.type == "IDENT")
+        return ast.Name(self.span(c[0], c[-1]), parts)
+
+    def r_string(self, c):
+        tok = c[0]
+        start = tok.start_pos
+        value, problems = decode_string(tok.value)
+        span = Span(self.src, start, tok.end_pos)
+        if tok.type == "BAD_STRING":
+            self.report(
+                error(codes.UNTERMINATED_STRING, "unterminated string", span,
+                      label="this string is never closed", help='add the closing `"` before the end of the line',
+                      notes=["strings cannot span lines; write `\\n` for a newline"])
+            )
+        for pr in problems:
+            self.report(error(codes.INVALID_ESCAPE, pr.message, Span(self.src, start + pr.start, start + pr.end),
+                              label=pr.label, help=pr.help))
+        return ast.String(span, value)
+
+    def number(self, tok: _Tok):
+        span = Span(self.src, tok.start_pos, tok.end_pos)
+        value, problem = decode_number(tok.value)
+        if problem is not None:
+            pspan = Span(self.src, tok.start_pos + problem.start, tok.start_pos + problem.end)
+            code = codes.UNKNOWN_UNIT if problem.code_key == "unit" else codes.INVALID_NUMBER
+            diag = error(code, problem.message, pspan, label=problem.label, help=problem.help)
+            if problem.replacement:
+                diag.fix = Fix(f"use `{problem.replacement}`", (Edit(pspan, problem.replacement),))
+            self.report(diag)
+        kind = value.kind
+        if kind == "int":
+            return ast.Integer(span, value.value)
+        if kind == "float":
+            return ast.Float(span, value.value)
+        if kind == "duration":
+            return ast.Duration(span, value.value, tok.value)
+        return ast.Size(span, value.value, tok.value)
+
+
+_DECL_TYPES = (ast.ImportDecl, ast.ClusterDecl, ast.MessageDecl, ast.ChannelDecl, ast.EcosystemDecl)
+
+
+def _is_punct(x) -> bool:
+    return isinstance(x, _Tok) and x.type in ("COMMA", "LSQB", "RSQB", "LPAR", "RPAR")
+
+
+def _start(x) -> int:
+    return x.start_pos if isinstance(x, _Tok) else x.span.start
+
+
+def _end(x) -> int:
+    return x.end_pos if isinstance(x, _Tok) else x.span.end
+
+
+def _splice(children):
+    """Inline a helper rule's children; reuse the left-recursive list to stay linear."""
+    if children and type(children[0]) is _Splice:
+        out = children[0]
+        for x in children[1:]:
+            if type(x) is _Splice:
+                out.extend(x)
+            else:
+                out.append(x)
+        return out
+    out = _Splice()
+    for x in children:
+        if type(x) is _Splice:
+            out.extend(x)
+        else:
+            out.append(x)
+    return out
+
+
+def _wrap(fn):
+    def callback(children):
+        flat = []
+        for x in children:
+            if type(x) is _Splice:
+                flat.extend(x)
+            else:
+                flat.append(x)
+        return fn(flat)
+
+    return callback

@@ -1,0 +1,413 @@
+"""A node: one kernel glued to a transport, so processes reach processes on other nodes.
+
+::
+
+    kernel = Kernel("n1", incarnation=inc)
+    async with kernel, open_tcp_transport(node_transport_config(...)) as transport:
+        node = Node(kernel, transport)
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(node.serve, "127.0.0.1:7101", ["127.0.0.1:7102"])
+
+The :class:`Node` is the kernel's :class:`~eco.runtime.kernel.RemoteRouter`:
+sends, casts, calls, links, monitors and exit signals whose target lives on
+another node become envelopes (:mod:`eco.runtime.wire`) on the connection to
+that node, and envelopes arriving from peers are fed back into the kernel.
+
+Connections.  ``serve`` listens and dials every ``join`` address, redialling
+with exponential backoff (:class:`~eco.runtime.transport.Backoff`) whenever a
+connection is lost, for as long as the node runs.  There is at most one live
+connection per peer node; when two appear (both sides dialled), the one
+dialled by the node with the smaller name wins on both sides.  When the
+connection to a node is lost, :meth:`Kernel.node_down` fires: monitors of its
+processes deliver ``Down(..., noconnection)`` and links to them exit with
+``noconnection``.  Messages to a node that is not connected are dropped, as
+in Erlang (monitor the target to learn about it).  A peer that comes back with
+a new incarnation is a new node as far as old PIDs are concerned.
+
+Per-pair ordering: everything one node sends another (messages, signals,
+casts) goes through the same connection in order, so two messages from one
+process to another arrive in the order they were sent.
+
+The spawn service (the *factory*) and ecosystems are in
+:mod:`eco.runtime.node_ecosystem`; the node only carries their requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import trio
+
+from .errors import EcoRuntimeError, MailboxFull, NoProc
+from .handshake import Identity
+from .kernel import Kernel
+from .node_codec import ext_hook, packer_default
+from .pid import PID, Ref
+from .secrets import Cookie
+from .signals import NOCONNECTION, CallReply, CallRequest, Dest, Reason
+from .transport import Backoff, ConnectError, Connection, ConnectionClosed, Transport, TransportConfig
+from .wire import Envelope, Kind, ProtocolError
+
+__all__ = ["Node", "NodeError", "node_transport_config", "node_transport_options", "CONTROL_CHANNEL"]
+
+log = logging.getLogger("eco.runtime.node")
+
+CONTROL_CHANNEL = "std.control"
+"""Channel name on the envelopes of links, monitors, exit signals and spawn requests."""
+
+_SEND, _CAST, _CALL, _REPLY = Kind.SEND, Kind.CAST, Kind.CALL, Kind.REPLY
+
+
+class NodeError(EcoRuntimeError):
+    """A node-level request failed (peer not connected, spawn refused, ...)."""
+
+
+def node_transport_options() -> dict[str, Any]:
+    """TransportConfig keyword arguments the node needs (its payload codec); e.g. for ``Simulation``."""
+    return {"packer_default": packer_default, "ext_hook": ext_hook}
+
+
+def node_transport_config(cluster: str, node: str, incarnation: int, cookie: Cookie, **options: Any) -> TransportConfig:
+    """A :class:`TransportConfig` for a node, with the node's payload codec."""
+    return TransportConfig(Identity(cluster, node, incarnation, cookie), **node_transport_options(), **options)
+
+
+def _dest_node(dest: PID | tuple[str, str]) -> str:
+    return dest.node if type(dest) is PID else dest[0]  # type: ignore[union-attr,index]
+
+
+def _wire_dest(dest: PID | tuple[str, str]) -> Any:
+    # The receiving node is the target node, so a remote name travels as the bare name.
+    return dest if type(dest) is PID else dest[1]  # type: ignore[index]
+
+
+def _local_dest(raw: Any) -> Dest:
+    if type(raw) is PID or type(raw) is str:
+        return raw
+    raise ProtocolError(f"bad destination {raw!r}")
+
+
+class Node:
+    """Routes a kernel's remote traffic over a transport; see the module docstring.
+
+    ``on_event(event, **fields)`` (optional) hears ``peer_up`` / ``peer_down``.
+    Extra envelope kinds (the spawn service) register with :meth:`handle`.
+    """
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        transport: Transport,
+        *,
+        backoff: Backoff = Backoff(),
+        rng: random.Random | None = None,
+        on_event: Callable[..., None] | None = None,
+    ) -> None:
+        if transport.identity.node != kernel.node:
+            raise ValueError(f"transport identity {transport.identity.node!r} does not match kernel node {kernel.node!r}")
+        self.kernel = kernel
+        self.transport = transport
+        self.name = kernel.node
+        self.incarnation = kernel.incarnation
+        self.address: Any = None
+        self._backoff = backoff
+        self._rng = rng or random.Random()
+        self._on_event = on_event
+        self._conns: dict[str, Connection] = {}
+        self._dialled: set[int] = set()  # id() of connections this node dialled
+        self._changed = trio.lowlevel.ParkingLot()  # woken when a peer comes or goes
+        self._handlers: dict[int, Callable[[Connection, Envelope], Awaitable[None] | None]] = {}
+        self._nursery: trio.Nursery | None = None
+        self._down_hooks: list[Callable[[str], None]] = []
+        self._channel_by_type: dict[str, str] = {}
+        kernel.set_router(self)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name}#{self.incarnation} peers={sorted(self._conns)}>"
+
+    # ============================================================ lifecycle
+
+    async def serve(
+        self,
+        listen: Any = None,
+        join: Iterable[Any] = (),
+        *,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``listen``, keep connections to every ``join`` address; runs until cancelled.
+
+        ``task_status.started(bound_address)`` once listening.
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                self.address = await self.transport.listen(self._accepted, listen)
+                for address in join:
+                    nursery.start_soon(self._dial_forever, address)
+                task_status.started(self.address)
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+                with trio.CancelScope(shield=True):
+                    for conn in list(self._conns.values()):
+                        with trio.move_on_after(1.0):
+                            await conn.aclose("node stopping")
+
+    def join(self, address: Any) -> None:
+        """Keep a connection to ``address`` (redialled with backoff) from now on."""
+        if self._nursery is None:
+            raise RuntimeError("the node is not serving")
+        self._nursery.start_soon(self._dial_forever, address)
+
+    @property
+    def peers(self) -> list[str]:
+        """Names of the connected peer nodes, sorted."""
+        return sorted(self._conns)
+
+    def is_connected(self, node: str) -> bool:
+        return node in self._conns
+
+    async def wait_connected(self, nodes: Iterable[str]) -> None:
+        """Wait until every node in ``nodes`` (other than this one) is connected."""
+        wanted = {n for n in nodes if n != self.name}
+        while not wanted <= self._conns.keys():
+            await self._changed.park()
+
+    async def wait_disconnected(self, node: str) -> None:
+        while node in self._conns:
+            await self._changed.park()
+
+    def handle(self, kind: Kind, handler: Callable[[Connection, Envelope], Awaitable[None] | None]) -> None:
+        """Route incoming envelopes of ``kind`` to ``handler(conn, env)`` (used by the spawn service)."""
+        self._handlers[int(kind)] = handler
+
+    def use_channels(self, carries: dict[str, str]) -> None:
+        """Tag envelopes of generated messages with their channel: ``{message type name: channel}``.
+
+        Plain data (dicts, lists, ...) travels on the default channel ``""``.
+        """
+        self._channel_by_type = dict(carries)
+
+    def send_envelope(self, node: str, env: Envelope) -> bool:
+        """Queue ``env`` for ``node`` without waiting; False if it is not connected."""
+        conn = self._conns.get(node)
+        if conn is None:
+            return False
+        return self._queue(conn, env)
+
+    # ============================================================ connections
+
+    async def _dial_forever(self, address: Any) -> None:
+        attempt = 0
+        while True:
+            try:
+                conn = await self.transport.connect(address)
+            except ConnectError as exc:
+                delay = self._backoff.delay(attempt, self._rng)
+                attempt += 1
+                log.debug("node %s: dialling %s failed (%s); retry in %.2fs", self.name, address, exc, delay)
+                await trio.sleep(delay)
+                continue
+            started = trio.current_time()
+            self._dialled.add(id(conn))
+            try:
+                await self._session(conn)
+            finally:
+                self._dialled.discard(id(conn))
+            if trio.current_time() - started >= self._backoff.reset_after:
+                attempt = 0
+            # While the peer is reachable through another connection there is nothing to redial.
+            await self.wait_disconnected(conn.peer.node)
+            await trio.sleep(self._backoff.delay(attempt, self._rng))
+            attempt += 1
+
+    async def _accepted(self, conn: Connection) -> None:
+        await self._session(conn)
+
+    def _dialler(self, conn: Connection) -> str:
+        return self.name if id(conn) in self._dialled else conn.peer.node
+
+    async def _session(self, conn: Connection) -> None:
+        peer = conn.peer.node
+        try:
+            if peer == self.name:
+                log.warning("node %s: refusing a connection to itself at %s", self.name, conn.peer.address)
+                return
+            old = self._conns.get(peer)
+            if old is not None:
+                old_by, new_by = self._dialler(old), self._dialler(conn)
+                if old.peer.incarnation == conn.peer.incarnation and old_by != new_by and old_by < new_by:
+                    return  # both sides dialled: both keep the connection dialled by the smaller name
+                self._forget(peer, old, "replaced by a newer connection")
+                with trio.CancelScope(shield=True):
+                    await old.aclose("replaced by a newer connection")
+            self._conns[peer] = conn
+            self._changed.unpark_all()
+            log.info("node %s: connected to %s#%d at %s", self.name, peer, conn.peer.incarnation, conn.peer.address)
+            self._emit("peer_up", peer=peer, incarnation=conn.peer.incarnation)
+            await self._read(conn)
+        finally:
+            self._forget(peer, conn, conn.close_reason or "connection closed")
+            with trio.CancelScope(shield=True):
+                await conn.aclose("session ended")
+
+    def _forget(self, peer: str, conn: Connection, reason: str) -> None:
+        if self._conns.get(peer) is not conn:
+            return
+        del self._conns[peer]
+        self._changed.unpark_all()
+        log.info("node %s: lost %s: %s", self.name, peer, reason)
+        self.kernel.node_down(peer)
+        for hook in self._down_hooks:
+            hook(peer)
+        self._emit("peer_down", peer=peer, reason=reason)
+
+    def on_node_down(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(node)`` whenever a peer node is lost (after the kernel's DOWN/EXIT signals)."""
+        self._down_hooks.append(hook)
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event, **fields)
+            except Exception:  # a reporting problem must never break routing
+                log.exception("node event hook failed")
+
+    # ============================================================ receiving
+
+    async def _read(self, conn: Connection) -> None:
+        kernel = self.kernel
+        peer = conn.peer.node
+        try:
+            while True:
+                env = await conn.receive()
+                kind = env.kind
+                try:
+                    if kind == _SEND:
+                        await kernel.send(_local_dest(env.destination), env.payload)
+                    elif kind == _CAST:
+                        kernel.cast(_local_dest(env.destination), env.payload)
+                    elif kind == _CALL:
+                        ref, sender, request = env.payload
+                        await kernel.send(_local_dest(env.destination), CallRequest(ref, sender, request))
+                    elif kind == _REPLY:
+                        ref, value = env.payload
+                        kernel.cast(_local_dest(env.destination), CallReply(ref, value))
+                    else:
+                        await self._control(conn, env)
+                except (NoProc, MailboxFull):
+                    pass  # as for local sends: unknown names and full rejecting mailboxes drop the message
+                except (TypeError, ValueError, ProtocolError) as exc:
+                    log.warning("node %s: dropping a malformed %s envelope from %s: %s", self.name, kind.name, peer, exc)
+        except ConnectionClosed:
+            return
+
+    async def _control(self, conn: Connection, env: Envelope) -> None:
+        kernel = self.kernel
+        kind = env.kind
+        if kind == Kind.MONITOR:
+            kernel.monitor_from_remote(_pid(env.source), _local_dest(env.destination), _ref(env.payload))
+        elif kind == Kind.DEMONITOR:
+            kernel.demonitor_from_remote(_ref(env.payload))
+        elif kind == Kind.DOWN:
+            ref, target, reason = env.payload
+            if type(target) is list:
+                target = (target[0], target[1])
+            kernel.down_from_remote(_pid(env.destination), _ref(ref), target, _reason(reason))
+        elif kind == Kind.LINK:
+            kernel.link_from_remote(_pid(env.source), _pid(env.destination))
+        elif kind == Kind.UNLINK:
+            kernel.unlink_from_remote(_pid(env.source), _pid(env.destination))
+        elif kind == Kind.EXIT:
+            sender = None if env.source is None else _pid(env.source)
+            kernel.exit_from_remote(_pid(env.destination), sender, _reason(env.payload))
+        else:
+            handler = self._handlers.get(int(kind))
+            if handler is None:
+                log.warning("node %s: no handler for %s envelopes from %s", self.name, kind.name, conn.peer.node)
+                return
+            result = handler(conn, env)
+            if result is not None:
+                await result
+
+    # ============================================================ sending (RemoteRouter)
+
+    def _queue(self, conn: Connection, env: Envelope) -> bool:
+        # Queue without waiting: the transport's control path encodes at once (so an
+        # unencodable payload raises here, in the sender) and never blocks.
+        if conn._closing:
+            return False
+        conn._send_control(env)
+        return True
+
+    async def send_remote(self, dest: PID | tuple[str, str], msg: Any, *, sender: PID | None) -> None:
+        conn = self._conns.get(_dest_node(dest))
+        if conn is None:
+            return  # not connected: dropped, as a send to a dead process is
+        if type(msg) is CallRequest:
+            env = Envelope(_CALL, "", sender, _wire_dest(dest), 0, (msg.ref, msg.sender, msg.request))
+        else:
+            env = Envelope(_SEND, self._channel_by_type.get(getattr(type(msg), "TYPE_NAME", ""), ""), sender, _wire_dest(dest), 0, msg)
+        try:
+            await conn.send(env)
+        except ConnectionClosed:
+            pass
+
+    def cast_remote(self, dest: PID | tuple[str, str], msg: Any, *, sender: PID | None) -> None:
+        conn = self._conns.get(_dest_node(dest))
+        if conn is None:
+            return
+        if type(msg) is CallReply:
+            env = Envelope(_REPLY, "", sender, _wire_dest(dest), 0, (msg.ref, msg.value))
+        elif type(msg) is CallRequest:
+            env = Envelope(_CALL, "", sender, _wire_dest(dest), 0, (msg.ref, msg.sender, msg.request))
+        else:
+            env = Envelope(_CAST, self._channel_by_type.get(getattr(type(msg), "TYPE_NAME", ""), ""), sender, _wire_dest(dest), 0, msg)
+        self._queue(conn, env)
+
+    def _control_send(self, node: str, env: Envelope) -> bool:
+        conn = self._conns.get(node)
+        return conn is not None and self._queue(conn, env)
+
+    def monitor_remote(self, watcher: PID, target: PID | tuple[str, str], ref: Ref) -> None:
+        env = Envelope(Kind.MONITOR, CONTROL_CHANNEL, watcher, _wire_dest(target), 0, ref)
+        if not self._control_send(_dest_node(target), env):
+            self.kernel.down_from_remote(watcher, ref, target, NOCONNECTION)
+
+    def demonitor_remote(self, watcher: PID, target: PID | tuple[str, str], ref: Ref) -> None:
+        self._control_send(_dest_node(target), Envelope(Kind.DEMONITOR, CONTROL_CHANNEL, watcher, _wire_dest(target), 0, ref))
+
+    def link_remote(self, local: PID, remote: PID) -> None:
+        if not self._control_send(remote.node, Envelope(Kind.LINK, CONTROL_CHANNEL, local, remote, 0, None)):
+            self.kernel.exit_from_remote(local, remote, NOCONNECTION)
+
+    def unlink_remote(self, local: PID, remote: PID) -> None:
+        self._control_send(remote.node, Envelope(Kind.UNLINK, CONTROL_CHANNEL, local, remote, 0, None))
+
+    def exit_remote(self, target: PID, sender: PID | None, reason: Reason) -> None:
+        self._control_send(target.node, Envelope(Kind.EXIT, CONTROL_CHANNEL, sender, target, 0, reason))
+
+    def down_remote(self, watcher: PID, ref: Ref, target: Dest, reason: Reason) -> None:
+        wire_target = list(target) if type(target) is tuple else target
+        self._control_send(watcher.node, Envelope(Kind.DOWN, CONTROL_CHANNEL, None, watcher, 0, (ref, wire_target, reason)))
+
+
+def _pid(raw: Any) -> PID:
+    if type(raw) is PID:
+        return raw
+    raise ProtocolError(f"expected a PID, got {raw!r}")
+
+
+def _ref(raw: Any) -> Ref:
+    if type(raw) is Ref:
+        return raw
+    raise ProtocolError(f"expected a Ref, got {raw!r}")
+
+
+def _reason(raw: Any) -> Reason:
+    if type(raw) is Reason:
+        return raw
+    raise ProtocolError(f"expected an exit reason, got {raw!r}")

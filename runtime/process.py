@@ -1,0 +1,162 @@
+"""The per-process record, which is also the ``ctx`` handed to process code.
+
+One :class:`Context` exists per live process.  It holds the process's
+mailbox and link/monitor bookkeeping (the kernel owns and mutates those) and
+offers the process-facing API: ``send``, ``cast``, ``call``, ``receive``,
+``reply``, ``spawn``, ``link``, ``monitor``, ``register``, ``exit``, ``log``.
+It uses ``__slots__`` and creates its link/monitor tables only when first
+needed, so an idle process stays within a few kilobytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .mailbox import Mailbox
+from .pid import PID, Ref
+from .signals import NORMAL, CallRequest, Dest, ProcessExit, Reason
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+__all__ = ["Context"]
+
+_log = logging.getLogger("eco.runtime.process")
+
+
+class Context:
+    """A live process: its identity, mailbox and the API its code uses (``ctx``)."""
+
+    __slots__ = (
+        "kernel",
+        "pid",
+        "mailbox",
+        "parent",
+        "trap_exit",
+        "name",
+        "_scope",
+        "_task",
+        "_links",
+        "_monitors",
+        "_watchers",
+        "_calls",
+        "_exit_reason",
+        "_grace",
+        "_ops",
+        "_exited",
+    )
+
+    def __init__(self, kernel: Kernel, pid: PID, mailbox: Mailbox, parent: PID | None) -> None:
+        self.kernel = kernel
+        self.pid = pid
+        self.mailbox = mailbox
+        self.parent = parent  # the process that spawned this one (None: spawned from outside)
+        self.trap_exit = False  # True: exit signals from links arrive as Exited messages
+        self.name: str | None = None  # registered name, if any
+        self._scope: trio.CancelScope | None = None  # cancelled to kill the process
+        self._task: trio.lowlevel.Task | None = None
+        self._links: set[PID] | None = None
+        self._monitors: dict[Ref, Dest] | None = None  # monitors this process holds: ref -> target
+        self._watchers: dict[Ref, PID] | None = None  # monitors on this process: ref -> watcher
+        self._calls: set[Ref] | None = None  # refs of calls awaiting a reply
+        self._exit_reason: Reason | None = None  # set when the kernel decides this process must end
+        self._grace: trio.CancelScope | None = None  # the scope running terminate() while exiting
+        self._ops = 0  # send/receive count, to checkpoint periodically
+        self._exited = False
+
+    def __repr__(self) -> str:
+        return f"<process {self.pid}{' ' + repr(self.name) if self.name else ''}>"
+
+    # ------------------------------------------------------------ identity
+
+    @property
+    def self(self) -> PID:
+        """This process's PID (``ctx.self`` reads like Erlang's ``self()``)."""
+        return self.pid
+
+    @property
+    def node(self) -> str:
+        """Name of the node this process runs on."""
+        return self.pid.node
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry this process's PID (``extra={"pid": ...}``)."""
+        return logging.LoggerAdapter(_log, {"pid": str(self.pid)})
+
+    @property
+    def alive(self) -> bool:
+        return not self._exited
+
+    @property
+    def links(self) -> frozenset[PID]:
+        return frozenset(self._links or ())
+
+    # ------------------------------------------------------------ messaging
+
+    async def send(self, dest: Dest, msg: Any) -> None:
+        """Send ``msg`` to a PID or registered name; under ``block`` waits for mailbox space."""
+        await self.kernel._send(self, dest, msg)
+
+    def cast(self, dest: Dest, msg: Any) -> None:
+        """Fire-and-forget send that never waits (full ``block``/``reject`` mailbox: MailboxFull)."""
+        self.kernel._cast(self, dest, msg)
+
+    async def call(self, dest: Dest, request: Any, timeout: float | None = 5.0) -> Any:
+        """Send ``request`` and wait for the reply (CallTimeout, CallFailed, NoProc)."""
+        return await self.kernel._call(self, dest, request, timeout)
+
+    def reply(self, request: CallRequest, value: Any) -> None:
+        """Answer a :class:`CallRequest` received from ``receive``."""
+        self.kernel._reply(self, request, value)
+
+    async def receive(self, timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:
+        """Next message (the first satisfying ``match``); ReceiveTimeout after ``timeout`` seconds."""
+        return await self.kernel._receive(self, timeout, match)
+
+    # ------------------------------------------------------------ processes
+
+    async def spawn(
+        self, target: Any, *args: Any, link: bool = False, monitor: bool = False, name: str | None = None
+    ) -> PID:
+        """Start a process running ``target`` (see ``Kernel.spawn``)."""
+        await self.kernel._tick()
+        return self.kernel._spawn(self, target, args, link=link, monitor=monitor, name=name)
+
+    def link(self, pid: PID) -> None:
+        """Link to ``pid``: if either exits abnormally the other gets the exit signal."""
+        self.kernel._link(self, pid)
+
+    def unlink(self, pid: PID) -> None:
+        self.kernel._unlink(self, pid)
+
+    def monitor(self, target: Dest) -> Ref:
+        """Watch ``target``: a :class:`Down` message arrives when it exits (at once if it is gone)."""
+        return self.kernel._monitor(self, target)
+
+    def demonitor(self, ref: Ref, flush: bool = False) -> None:
+        """Stop a monitor; ``flush`` also drops its Down message if already queued."""
+        self.kernel._demonitor(self, ref, flush)
+
+    def exit_signal(self, pid: PID, reason: Reason | str) -> None:
+        """Send an exit signal to ``pid`` (Erlang's ``exit(Pid, Reason)``)."""
+        self.kernel._exit(self, pid, Reason.coerce(reason))
+
+    def register(self, name: str) -> None:
+        """Register this process under ``name`` (released when it exits; NameTaken if held)."""
+        self.kernel.register(name, self.pid)
+
+    def unregister(self) -> None:
+        if self.name is not None:
+            self.kernel.unregister(self.name)
+
+    def whereis(self, name: str) -> PID | None:
+        return self.kernel.whereis(name)
+
+    def exit(self, reason: Reason | str = NORMAL) -> None:
+        """End this process now with ``reason`` (raises; call it from the process's own task)."""
+        raise ProcessExit(Reason.coerce(reason))

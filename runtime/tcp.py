@@ -1,0 +1,309 @@
+"""The TCP transport (trio).
+
+Each connection runs three tasks: a reader (bytes -> :class:`FrameDecoder` ->
+inbox), a writer (drains the :class:`FrameEncoder` send buffer in one
+``send_all`` per wake-up, so frames queued while a write is in flight go out
+together), and the keepalive.  Sockets use TCP_NODELAY.  A connection that
+fails (refused handshake, garbage, oversized frame, silence) is closed and
+logged; the listener keeps serving everyone else.
+
+Use::
+
+    async with open_tcp_transport(config) as transport:
+        address = await transport.listen(handler, ("127.0.0.1", 0))
+        conn = await transport.connect(other_address)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, NamedTuple
+
+import trio
+
+from .handshake import Handshake, Role
+from .transport import (
+    ConnectError,
+    Connection,
+    ConnectionClosed,
+    ConnectionHandler,
+    HandshakeRefused,
+    PeerInfo,
+    Transport,
+    TransportConfig,
+    drive_handshake,
+)
+from .wire import Envelope, FrameDecoder, FrameEncoder, Kind, ProtocolError
+
+log = logging.getLogger("eco.transport")
+
+_READ_SIZE = 65536
+
+
+class TcpAddress(NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, address: Any) -> TcpAddress:
+        """Accept ``"host:port"``, ``(host, port)`` or a :class:`TcpAddress`."""
+        if isinstance(address, str):
+            host, sep, port = address.rpartition(":")
+            if not sep or not port.isdigit():
+                raise ValueError(f"invalid TCP address {address!r}: expected HOST:PORT")
+            return cls(host.strip("[]") or "127.0.0.1", int(port))
+        if isinstance(address, tuple) and len(address) == 2:
+            return cls(str(address[0]), int(address[1]))
+        raise ValueError(f"invalid TCP address {address!r}")
+
+
+class _Framed:
+    """A stream plus its decoder, used for the handshake before the connection exists."""
+
+    def __init__(self, stream: trio.SocketStream, config: TransportConfig):
+        self.stream = stream
+        self.decoder = FrameDecoder(max_frame_size=config.max_frame_size, read_size=_READ_SIZE, ext_hook=config.ext_hook)
+        self.encoder = FrameEncoder(max_frame_size=config.max_frame_size, default=config.packer_default)
+        self.pending: deque[Envelope] = deque()
+
+    async def send(self, env: Envelope) -> None:
+        await self.stream.send_all(self.encoder.encode(env))
+
+    async def receive(self) -> Envelope:
+        while not self.pending:
+            data = await self.stream.receive_some(_READ_SIZE)
+            if not data:
+                raise ConnectionClosed("the peer closed the connection")
+            self.decoder.feed(data)
+            self.pending.extend(self.decoder.envelopes())
+        return self.pending.popleft()
+
+
+class TcpConnection(Connection):
+    """A connection over a trio socket stream (see :class:`Connection` for the API)."""
+
+    def __init__(self, config: TransportConfig, peer: PeerInfo, framed: _Framed):
+        super().__init__(config, peer)
+        self._stream = framed.stream
+        self._decoder = framed.decoder
+        self._encoder = framed.encoder
+        self._writer_lot = trio.lowlevel.ParkingLot()
+        self._space_lot = trio.lowlevel.ParkingLot()
+        self._scope: trio.CancelScope | None = None
+        self._limit = config.send_buffer_bytes
+        self._goodbye_reason: str | None = None
+        self._flushed = trio.Event()
+        # Envelopes that arrived in the same reads as the handshake's last frame.
+        self._early = framed.pending
+
+    async def send(self, env: Envelope) -> None:
+        if self._closing:
+            raise ConnectionClosed(self.close_reason or "the connection is closing")
+        encoder = self._encoder
+        while encoder.pending_bytes >= self._limit:
+            await self._space_lot.park()
+            if self._closing:
+                raise ConnectionClosed(self.close_reason or "the connection is closing")
+        encoder.add(env)
+        if self._writer_lot:
+            self._writer_lot.unpark()
+
+    def _send_control(self, env: Envelope) -> None:
+        if self.close_reason is None:
+            self._encoder.add(env)
+            if self._writer_lot:
+                self._writer_lot.unpark()
+
+    async def aclose(self, reason: str = "closed") -> None:
+        if self.close_reason is not None:
+            return
+        if not self._closing:
+            self._closing = True
+            self._goodbye_reason = reason
+            self._encoder.add(Envelope(Kind.GOODBYE, payload=reason))
+            self._writer_lot.unpark_all()
+            self._space_lot.unpark_all()
+        # Wait for the peer's EOF (the reader then finishes the close).
+        with trio.move_on_after(self.config.close_timeout):
+            await self._closed_event.wait()
+        self._abort(reason, error=False)
+
+    def _peer_goodbye(self, reason: str) -> None:
+        # Stop sending, flush, then half-close; the reader finishes at EOF.
+        self._goodbye_reason = f"closed by the peer: {reason}" if reason else "closed by the peer"
+        if not self._closing:
+            self._closing = True
+            self._writer_lot.unpark_all()
+            self._space_lot.unpark_all()
+
+    def _abort(self, reason: str, *, error: bool = True) -> None:
+        self._mark_closed(reason, error=error)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # ------------------------------------------------------------------ tasks
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._scope = nursery.cancel_scope
+                if self.close_reason is not None:
+                    nursery.cancel_scope.cancel()
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._keepalive, self._abort)
+                task_status.started()
+        finally:
+            self._mark_closed("connection closed", error=False)
+            await trio.aclose_forcefully(self._stream)
+
+    async def _reader(self) -> None:
+        stream, decoder = self._stream, self._decoder
+        try:
+            while self._early:
+                self._deliver(self._early.popleft())
+            while True:
+                data = await stream.receive_some(_READ_SIZE)
+                if not data:
+                    break
+                decoder.feed(data)
+                for env in decoder.envelopes():
+                    self._deliver(env)
+                if self._inbox_full():
+                    await self._wait_inbox_space()
+        except ProtocolError as exc:
+            self._abort(f"protocol error: {exc}")
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            if self.close_reason is None and not self._closing:
+                self._abort(f"connection broken: {exc or type(exc).__name__}")
+            else:
+                self._abort(self._goodbye_reason or "connection closed", error=False)
+            return
+        if self._goodbye_reason is not None:
+            self._abort(self._goodbye_reason, error=False)
+        else:
+            self._abort("the peer closed the connection without saying goodbye")
+
+    async def _writer(self) -> None:
+        stream, encoder = self._stream, self._encoder
+        try:
+            while True:
+                while not encoder.pending_frames:
+                    if self._closing:
+                        self._flushed.set()
+                        await stream.send_eof()
+                        return
+                    await self._writer_lot.park()
+                data = encoder.take()
+                if self._space_lot:
+                    self._space_lot.unpark_all()
+                await stream.send_all(data)
+                self._tx += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._abort(f"connection broken while sending: {exc or type(exc).__name__}")
+
+
+class TcpTransport(Transport):
+    """TCP transport; create with :func:`open_tcp_transport`."""
+
+    def __init__(self, config: TransportConfig, nursery: trio.Nursery):
+        self.config = config
+        self._nursery = nursery
+        self.addresses: list[TcpAddress] = []
+
+    async def listen(self, handler: ConnectionHandler, address: Any = None) -> TcpAddress:
+        """Listen on ``address`` (default ``127.0.0.1:0``); returns the bound address."""
+        host, port = TcpAddress.parse(address) if address is not None else TcpAddress("127.0.0.1", 0)
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            raise ConnectError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        sockname = listeners[0].socket.getsockname()
+        bound = TcpAddress(sockname[0], sockname[1])
+        self.addresses.append(bound)
+
+        async def serve(stream: trio.SocketStream) -> None:
+            await self._serve_one(stream, handler)
+
+        await self._nursery.start(trio.serve_listeners, serve, listeners)
+        log.info("node %s listening on %s", self.identity.node, bound)
+        return bound
+
+    async def _serve_one(self, stream: trio.SocketStream, handler: ConnectionHandler) -> None:
+        # Nothing that happens on one connection may escape into the listener.
+        address = _peer_address(stream)
+        try:
+            conn = await self._establish(stream, Role.ACCEPTOR, address, None)
+        except HandshakeRefused:
+            return
+        except Exception:
+            log.exception("accepting a connection from %s failed", address)
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(conn._run)
+                try:
+                    await handler(conn)
+                except Exception:
+                    log.exception("connection handler for node %s at %s failed", conn.peer.node, address)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await conn.aclose("handler finished")
+        except Exception:
+            log.exception("connection to node %s at %s failed", conn.peer.node, address)
+
+    async def connect(self, address: Any, *, expect_node: str | None = None) -> TcpConnection:
+        target = TcpAddress.parse(address)
+        try:
+            with trio.fail_after(self.config.connect_timeout):
+                stream = await trio.open_tcp_stream(target.host, target.port)
+        except trio.TooSlowError:
+            raise ConnectError(f"connecting to {target} timed out after {self.config.connect_timeout:g}s") from None
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {target}: {exc.strerror or exc}") from None
+        conn = await self._establish(stream, Role.INITIATOR, str(target), expect_node)
+        await self._nursery.start(conn._run)
+        return conn
+
+    async def _establish(self, stream: trio.SocketStream, role: Role, address: str, expect_node: str | None) -> TcpConnection:
+        try:
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        except OSError:
+            pass
+        framed = _Framed(stream, self.config)
+        handshake = Handshake(self.identity, role, os.urandom(16), timeout=self.config.handshake_timeout, expect_node=expect_node)
+        try:
+            peer = await drive_handshake(handshake, framed.send, framed.receive, address)
+        except HandshakeRefused:
+            await trio.aclose_forcefully(stream)
+            raise
+        return TcpConnection(self.config, PeerInfo(peer.node, peer.incarnation, address), framed)
+
+
+@asynccontextmanager
+async def open_tcp_transport(config: TransportConfig) -> AsyncIterator[TcpTransport]:
+    """A TCP transport whose listeners and connections live inside this block."""
+    async with trio.open_nursery() as nursery:
+        transport = TcpTransport(config, nursery)
+        try:
+            yield transport
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def _peer_address(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "unknown address"

@@ -1,0 +1,435 @@
+"""The transport interface shared by real TCP (:mod:`eco.runtime.tcp`) and the
+simulated network (:mod:`eco.runtime.simnet`).
+
+A :class:`Transport` belongs to one node.  It listens for peers
+(:meth:`Transport.listen`) and dials them (:meth:`Transport.connect`); both
+yield authenticated :class:`Connection` objects, after the handshake of
+:mod:`eco.runtime.handshake`.  A connection carries :class:`~eco.runtime.wire.Envelope`
+values in order (on TCP), batches sends, answers keepalive pings and closes
+itself when the peer goes silent.  Node code only sees this module's API and
+cannot tell which implementation it runs on.
+
+Also here: :class:`Backoff` (exponential backoff with jitter, pure) and the
+:func:`connect_with_backoff` / :func:`reconnecting` helpers built on it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .handshake import Established, Handshake, Identity, PeerHello, Reason, Refused, Role, Send
+from .wire import DEFAULT_MAX_FRAME_SIZE, Envelope, Kind, ProtocolError
+
+log = logging.getLogger("eco.transport")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    """Everything a transport needs.  Durations in seconds, sizes in bytes."""
+
+    identity: Identity
+    handshake_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    keepalive_interval: float = 1.0
+    keepalive_misses: int = 3
+    """A connection with no received traffic for this many intervals is declared dead."""
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    send_buffer_bytes: int = 1 << 20
+    """``send`` waits while this much encoded data is waiting for the writer."""
+    receive_queue: int = 8192
+    """Envelopes received but not yet taken by ``receive``; beyond it the reader stops reading."""
+    close_timeout: float = 2.0
+    """How long a graceful close waits for buffered data to flush."""
+    packer_default: Callable[[Any], Any] | None = field(default=None, repr=False)
+    ext_hook: Callable[[int, bytes], Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.keepalive_interval <= 0 or self.keepalive_misses < 1:
+            raise ValueError("keepalive_interval must be > 0 and keepalive_misses >= 1")
+        if self.handshake_timeout <= 0 or self.connect_timeout <= 0:
+            raise ValueError("timeouts must be > 0")
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """The authenticated peer of a connection.  ``address`` is transport-specific
+    (``"host:port"`` on TCP, the host name on the simulated network)."""
+
+    node: str
+    incarnation: int
+    address: Any
+
+
+# ------------------------------------------------------------------- exceptions
+
+
+class TransportError(Exception):
+    """Base class of transport failures."""
+
+
+class ConnectionClosed(TransportError):
+    """The connection is closed; ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConnectError(TransportError):
+    """A connection could not be opened (refused, unreachable, timed out)."""
+
+
+class HandshakeRefused(ConnectError):
+    """The handshake failed; ``refusal.reason`` is a :class:`~eco.runtime.handshake.Reason`."""
+
+    def __init__(self, refusal: Refused, address: Any):
+        who = "the peer refused" if refusal.by_peer else "refused"
+        super().__init__(f"handshake with {address} {who}: {refusal.reason.value}: {refusal.detail}")
+        self.refusal = refusal
+        self.address = address
+
+
+# ------------------------------------------------------------------- connection
+
+
+class Connection(abc.ABC):
+    """An authenticated, ordered stream of envelopes to one peer.
+
+    * ``await send(env)``: buffers ``env`` for the writer (sends are coalesced
+      into few writes).  Returns without yielding unless the send buffer is full,
+      in which case it waits (backpressure).  Raises :class:`ConnectionClosed`
+      once the connection is closing, and :class:`~eco.runtime.wire.ProtocolError`
+      if ``env`` cannot be encoded.
+    * ``await receive()`` / ``async for env in conn``: the next envelope.
+      Envelopes received before the connection closed are always delivered
+      first; then ``receive`` raises :class:`ConnectionClosed` and iteration stops.
+    * ``await aclose(reason)``: graceful close (flushes, tells the peer).
+    * ``peer``, ``closed``, ``close_reason``, ``rtt`` (last keepalive round trip).
+    """
+
+    def __init__(self, config: TransportConfig, peer: PeerInfo):
+        self.config = config
+        self.peer = peer
+        self.close_reason: str | None = None
+        self.rtt: float | None = None
+        self._inbox: deque[Envelope] = deque()
+        self._readers = trio.lowlevel.ParkingLot()
+        self._inbox_space = trio.lowlevel.ParkingLot()
+        self._closing = False
+        self._closed_event = trio.Event()
+        self._rx = 0  # activity counters, sampled by keepalive
+        self._tx = 0
+
+    def __repr__(self) -> str:
+        state = f"closed: {self.close_reason}" if self.close_reason is not None else "open"
+        return f"<{type(self).__name__} {self.peer.node}#{self.peer.incarnation} at {self.peer.address} {state}>"
+
+    # ----------------------------------------------------------------- public
+
+    @abc.abstractmethod
+    async def send(self, env: Envelope) -> None: ...
+
+    @abc.abstractmethod
+    async def aclose(self, reason: str = "closed") -> None: ...
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    async def receive(self) -> Envelope:
+        while not self._inbox:
+            if self.close_reason is not None:
+                raise ConnectionClosed(self.close_reason)
+            await self._readers.park()
+        env = self._inbox.popleft()
+        if len(self._inbox) < self.config.receive_queue and self._inbox_space:
+            self._inbox_space.unpark_all()
+        return env
+
+    def __aiter__(self) -> Connection:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        try:
+            return await self.receive()
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+
+    # ------------------------------------------------------ for implementations
+
+    def _deliver(self, env: Envelope) -> None:
+        """Handle one received envelope: control kinds here, the rest to the inbox."""
+        self._rx += 1
+        kind = env.kind
+        if kind >= 32:  # messaging and above; control kinds are 16..31
+            self._inbox.append(env)
+            if self._readers:
+                self._readers.unpark()
+        elif kind == Kind.PING:
+            if not self._closing:
+                self._send_control(Envelope(Kind.PONG, payload=env.payload))
+        elif kind == Kind.PONG:
+            if isinstance(env.payload, (int, float)):
+                self.rtt = max(0.0, trio.current_time() - env.payload)
+        elif kind == Kind.GOODBYE:
+            self._peer_goodbye(env.payload if isinstance(env.payload, str) else "")
+        elif kind == Kind.REFUSE:
+            # The peer gave up on a handshake we already considered complete (its timeout).
+            code = env.payload.get("reason") if isinstance(env.payload, dict) else None
+            self._peer_goodbye(f"the peer refused the connection ({code or 'no reason given'})")
+        else:  # a handshake kind after the handshake
+            raise ProtocolError(f"unexpected {Kind(kind).name} after the handshake")
+
+    def _inbox_full(self) -> bool:
+        return len(self._inbox) >= self.config.receive_queue
+
+    async def _wait_inbox_space(self) -> None:
+        while len(self._inbox) >= self.config.receive_queue:
+            await self._inbox_space.park()
+
+    @abc.abstractmethod
+    def _send_control(self, env: Envelope) -> None:
+        """Send a control envelope without waiting (best effort)."""
+
+    @abc.abstractmethod
+    def _peer_goodbye(self, reason: str) -> None:
+        """The peer announced it is closing."""
+
+    def _mark_closed(self, reason: str, *, error: bool) -> bool:
+        """Record the final state; log abnormal closes.  Returns False if already closed."""
+        if self.close_reason is not None:
+            return False
+        self.close_reason = reason
+        self._closing = True
+        if error:
+            log.warning("connection to node %s at %s closed: %s", self.peer.node, self.peer.address, reason)
+        else:
+            log.debug("connection to node %s at %s closed: %s", self.peer.node, self.peer.address, reason)
+        self._readers.unpark_all()
+        self._inbox_space.unpark_all()
+        self._closed_event.set()
+        return True
+
+    async def _keepalive(self, abort: Callable[[str], None]) -> None:
+        """Ping when idle; declare the connection dead after ``keepalive_misses`` silent intervals."""
+        interval = self.config.keepalive_interval
+        misses = self.config.keepalive_misses
+        silent = 0
+        last_rx, last_tx = self._rx, self._tx
+        while True:
+            await trio.sleep(interval)
+            if self._closing:
+                continue
+            if self._rx == last_rx and not self._inbox_full():
+                # (A full inbox means we stopped reading, not that the peer is silent.)
+                silent += 1
+                if silent >= misses:
+                    abort(f"keepalive timeout: no traffic from the peer for {silent * interval:g}s")
+                    return
+            else:
+                silent = 0
+            if self._tx == last_tx:
+                self._send_control(Envelope(Kind.PING, payload=trio.current_time()))
+            last_rx, last_tx = self._rx, self._tx
+
+
+ConnectionHandler = Callable[[Connection], Awaitable[None]]
+
+
+# -------------------------------------------------------------------- transport
+
+
+class Transport(abc.ABC):
+    """A node's endpoint on a network (TCP or simulated).
+
+    * ``await listen(handler, address=None) -> bound_address``: accept peers;
+      each authenticated connection is passed to ``handler`` in its own task,
+      and closed when the handler returns.  Refused or broken connections are
+      logged (logger ``eco.transport``) and never stop the listener.
+    * ``await connect(address, expect_node=None) -> Connection``: dial and
+      authenticate a peer; raises :class:`ConnectError` or :class:`HandshakeRefused`.
+      The caller owns the connection and must ``aclose`` it.
+    """
+
+    config: TransportConfig
+
+    @property
+    def identity(self) -> Identity:
+        return self.config.identity
+
+    @abc.abstractmethod
+    async def listen(self, handler: ConnectionHandler, address: Any = None) -> Any: ...
+
+    @abc.abstractmethod
+    async def connect(self, address: Any, *, expect_node: str | None = None) -> Connection: ...
+
+
+# ------------------------------------------------------------- handshake driver
+
+
+async def drive_handshake(
+    handshake: Handshake,
+    send: Callable[[Envelope], Awaitable[None]],
+    receive: Callable[[], Awaitable[Envelope]],
+    address: Any,
+) -> PeerHello:
+    """Run ``handshake`` over ``send``/``receive`` until it succeeds or fails.
+
+    On failure a REFUSE is sent when possible, the refusal is logged with the
+    peer address, and :class:`HandshakeRefused` is raised.  Protocol errors and
+    disconnects during the handshake count as refusals.
+    """
+    refusal: Refused | None = None
+    effects = handshake.start(trio.current_time())
+    assert handshake.deadline is not None
+    with trio.move_on_at(handshake.deadline):
+        try:
+            while refusal is None:
+                for effect in effects:
+                    if isinstance(effect, Send):
+                        await send(effect.envelope)
+                    elif isinstance(effect, Established):
+                        return effect.peer
+                    elif isinstance(effect, Refused):
+                        refusal = effect
+                if refusal is None:
+                    effects = handshake.receive(await receive())
+        except ProtocolError as exc:
+            refusal = Refused(Reason.MALFORMED, str(exc))
+            await _try_send(send, Envelope(Kind.REFUSE, payload={"reason": Reason.MALFORMED.value}))
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            refusal = Refused(Reason.UNEXPECTED, f"connection lost during the handshake ({_describe_exc(exc)})")
+    if refusal is None:
+        for effect in handshake.timeout(trio.current_time()):
+            if isinstance(effect, Send):
+                await _try_send(send, effect.envelope)
+            elif isinstance(effect, Refused):
+                refusal = effect
+    assert refusal is not None
+    log.warning(
+        "handshake with %s (%s) failed: %s: %s",
+        address, handshake.peer.node if handshake.peer else "unknown node", refusal.reason.value, refusal.detail,
+    )
+    raise HandshakeRefused(refusal, address)
+
+
+async def _try_send(send: Callable[[Envelope], Awaitable[None]], env: Envelope) -> None:
+    with trio.move_on_after(1.0):
+        try:
+            await send(env)
+        except (TransportError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
+def _describe_exc(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+# ---------------------------------------------------------------------- backoff
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter (pure policy).
+
+    ``delay(attempt, rng)`` for attempt 0, 1, 2, ... grows as
+    ``initial * multiplier**attempt`` capped at ``maximum``; a random fraction
+    ``jitter`` of it is drawn uniformly so reconnecting peers spread out.
+    """
+
+    initial: float = 0.05
+    maximum: float = 10.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    reset_after: float = 10.0
+    """A connection that lived this long resets the attempt counter."""
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.maximum < self.initial or self.multiplier < 1 or not 0 <= self.jitter <= 1:
+            raise ValueError("need 0 < initial <= maximum, multiplier >= 1, 0 <= jitter <= 1")
+
+    def base(self, attempt: int) -> float:
+        # Cap the exponent so huge attempt counts cannot overflow.
+        return min(self.maximum, self.initial * self.multiplier ** min(attempt, 64))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        base = self.base(attempt)
+        return base * (1.0 - self.jitter) + base * self.jitter * rng.random()
+
+
+async def connect_with_backoff(
+    transport: Transport,
+    address: Any,
+    *,
+    backoff: Backoff = Backoff(),
+    rng: random.Random | None = None,
+    expect_node: str | None = None,
+    max_attempts: int | None = None,
+) -> Connection:
+    """Dial ``address`` until it works, sleeping ``backoff.delay(n)`` between attempts.
+
+    Raises the last :class:`ConnectError` after ``max_attempts`` failures.
+    """
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        try:
+            return await transport.connect(address, expect_node=expect_node)
+        except ConnectError as exc:
+            attempt += 1
+            if max_attempts is not None and attempt >= max_attempts:
+                raise
+            delay = backoff.delay(attempt - 1, rng)
+            log.info("connecting to %s failed (%s); retrying in %.3fs", address, exc, delay)
+            await trio.sleep(delay)
+
+
+async def reconnecting(
+    transport: Transport,
+    address: Any,
+    session: ConnectionHandler,
+    *,
+    backoff: Backoff = Backoff(),
+    rng: random.Random | None = None,
+    expect_node: str | None = None,
+) -> None:
+    """Keep a connection to ``address`` up forever, running ``session(conn)`` on each.
+
+    When the session returns or the connection drops, the connection is closed
+    and redialled with backoff.  Cancel the calling scope to stop.
+    """
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        try:
+            conn = await transport.connect(address, expect_node=expect_node)
+        except ConnectError:
+            await trio.sleep(backoff.delay(attempt, rng))
+            attempt += 1
+            continue
+        started = trio.current_time()
+        try:
+            await session(conn)
+        except ConnectionClosed:
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                await conn.aclose("session ended")
+        if trio.current_time() - started >= backoff.reset_after:
+            attempt = 0
+        await trio.sleep(backoff.delay(attempt, rng))
+        attempt += 1

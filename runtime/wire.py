@@ -1,0 +1,285 @@
+"""The wire format: envelopes and their framing on a byte stream.
+
+An :class:`Envelope` is the unit every transport carries.  On the wire each
+envelope is one msgpack array (the *frame*)::
+
+    [WIRE_VERSION, kind, channel, source, destination, sequence, payload]
+
+Frames are written back to back as a plain msgpack stream, with no length
+prefix.  Decoding feeds received bytes into msgpack's streaming ``Unpacker``,
+which parses whole frames at C speed.  Limits are enforced two ways: the
+unpacker's buffer is capped at ``max_frame_size`` plus one read chunk, so a peer
+announcing a huge frame is refused once that much is buffered and can never
+make us hold more; and each decoded frame's exact encoded length (from
+``Unpacker.tell()``) is checked against ``max_frame_size``.  See docs/wire.md for the full protocol.
+
+The codec is pure (no I/O): :class:`FrameEncoder` accumulates encoded frames
+into a send buffer that a writer drains in one write, and :class:`FrameDecoder`
+turns chunks of bytes into envelopes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import msgpack
+
+WIRE_VERSION = 1
+"""Version of the frame layout; every frame starts with it."""
+
+DEFAULT_MAX_FRAME_SIZE = 8 * 1024 * 1024
+"""Default upper bound for one encoded frame, in bytes."""
+
+_ENVELOPE_FIELDS = 7
+
+
+class Kind(enum.IntEnum):
+    """Envelope kinds.  Values are grouped in ranges so later issues can add kinds.
+
+    * 1-15 handshake, 16-31 connection control (these never reach the node),
+    * 32-47 messaging, 48-63 links and monitors, 64-79 remote spawning,
+    * 80-127 reserved for cluster membership, 128-191 for consensus and
+      replicated state, 192-255 for applications and extensions.
+    """
+
+    HELLO = 1
+    AUTH = 2
+    ACCEPT = 3
+    REFUSE = 4
+
+    PING = 16
+    PONG = 17
+    GOODBYE = 18
+
+    SEND = 32
+    CAST = 33
+    CALL = 34
+    REPLY = 35
+
+    LINK = 48
+    UNLINK = 49
+    EXIT = 50
+    MONITOR = 51
+    DEMONITOR = 52
+    DOWN = 53
+
+    SPAWN_REQ = 64
+    SPAWN_REPLY = 65
+
+
+HANDSHAKE_KINDS = frozenset({Kind.HELLO, Kind.AUTH, Kind.ACCEPT, Kind.REFUSE})
+CONTROL_KINDS = frozenset({Kind.PING, Kind.PONG, Kind.GOODBYE})
+
+_KIND_BY_VALUE: dict[int, Kind] = {k.value: k for k in Kind}
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that break the protocol; the connection must be closed."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame exceeds the configured maximum frame size."""
+
+
+class Envelope(NamedTuple):
+    """One message on the wire.
+
+    ``source`` and ``destination`` are opaque msgpack values (the kernel encodes
+    a PID as a tuple; note that msgpack returns tuples as lists unless the
+    decoder is given an ``ext_hook`` or ``list_hook``).  ``payload`` is any
+    msgpack value, including ``bytes``.
+    """
+
+    kind: Kind
+    channel: str = ""
+    source: Any = None
+    destination: Any = None
+    sequence: int = 0
+    payload: Any = None
+
+
+_new_envelope = tuple.__new__
+
+
+def validate_envelope(env: Envelope) -> None:
+    """Raise :class:`ProtocolError` if ``env`` could not be decoded by a peer's
+    :class:`FrameDecoder` (unknown kind, non-str channel, non-int sequence)."""
+    if not isinstance(env.kind, int) or isinstance(env.kind, bool) or env.kind not in _KIND_BY_VALUE:
+        raise ProtocolError(f"unknown envelope kind {env.kind!r}")
+    if type(env.channel) is not str:
+        raise ProtocolError(f"envelope channel must be a str, not {type(env.channel).__name__}")
+    if type(env.sequence) is not int:
+        raise ProtocolError(f"envelope sequence must be an int, not {type(env.sequence).__name__}")
+
+
+class FrameEncoder:
+    """Encodes envelopes into a send buffer; the writer takes it all at once.
+
+    ``default`` is passed to msgpack for application types (for example to turn
+    a PID into an ``ExtType``).  Encoding errors (an unserialisable payload, an
+    oversized frame) raise in the caller and leave the buffer unchanged.
+    """
+
+    __slots__ = ("_packer", "_buffer", "_frames", "max_frame_size")
+
+    def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, default: Callable[[Any], Any] | None = None):
+        self.max_frame_size = max_frame_size
+        self._packer = msgpack.Packer(default=default)
+        self._buffer = bytearray()
+        self._frames = 0
+
+    def encode(self, env: Envelope) -> bytes:
+        """Return the frame for ``env`` without buffering it."""
+        try:
+            data = self._packer.pack((WIRE_VERSION, *env))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"cannot encode {Kind(env.kind).name if env.kind in _KIND_BY_VALUE else env.kind} envelope: {exc}") from exc
+        if len(data) > self.max_frame_size:
+            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds the maximum frame size of {self.max_frame_size} bytes")
+        return data
+
+    def add(self, env: Envelope) -> int:
+        """Append ``env``'s frame to the send buffer; return the buffered byte count."""
+        self._buffer += self.encode(env)
+        self._frames += 1
+        return len(self._buffer)
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def pending_frames(self) -> int:
+        return self._frames
+
+    def take(self) -> bytes:
+        """Return everything buffered so far and empty the buffer."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        self._frames = 0
+        return data
+
+
+class FrameDecoder:
+    """Turns received bytes into envelopes, frame by frame, across any chunking.
+
+    Call :meth:`feed` with each received chunk (at most ``read_size`` bytes),
+    then iterate :meth:`envelopes`.  Complete frames before a bad one are
+    yielded first; the bad one raises :class:`ProtocolError` and the decoder
+    must then be discarded.  ``ext_hook`` is passed to msgpack.
+    """
+
+    __slots__ = ("_unpacker", "_offset", "max_frame_size", "read_size", "_broken")
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        read_size: int = 65536,
+        ext_hook: Callable[[int, bytes], Any] | None = None,
+    ):
+        self.max_frame_size = max_frame_size
+        self.read_size = read_size
+        kwargs: dict[str, Any] = {}
+        if ext_hook is not None:
+            kwargs["ext_hook"] = ext_hook
+        self._unpacker = msgpack.Unpacker(
+            max_buffer_size=max_frame_size + read_size,
+            max_str_len=max_frame_size,
+            max_bin_len=max_frame_size,
+            max_array_len=max_frame_size,
+            max_map_len=max_frame_size // 2,
+            max_ext_len=max_frame_size,
+            strict_map_key=False,
+            **kwargs,
+        )
+        self._offset = 0
+        self._broken = False
+
+    def feed(self, data: bytes) -> None:
+        if self._broken:
+            raise ProtocolError("decoder already failed")
+        try:
+            self._unpacker.feed(data)
+        except msgpack.BufferFull:
+            self._broken = True
+            raise FrameTooLarge(f"frame exceeds the maximum frame size of {self.max_frame_size} bytes") from None
+
+    def envelopes(self) -> Iterator[Envelope]:
+        """Yield every complete envelope buffered so far."""
+        unpacker = self._unpacker
+        limit = self.max_frame_size
+        offset = self._offset
+        try:
+            for obj in unpacker:
+                end = unpacker.tell()
+                if end - offset > limit:
+                    raise FrameTooLarge(f"frame of {end - offset} bytes exceeds the maximum frame size of {limit} bytes")
+                offset = end
+                yield _to_envelope(obj)
+        except ProtocolError:
+            self._broken = True
+            raise
+        except (msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+            self._broken = True
+            if "exceeds max" in str(exc):
+                raise FrameTooLarge(f"frame exceeds the maximum frame size of {limit} bytes ({exc})") from None
+            raise ProtocolError(f"malformed msgpack: {exc}") from None
+        finally:
+            self._offset = offset
+
+    def decode(self, data: bytes) -> list[Envelope]:
+        """Feed ``data`` and return the envelopes it completes."""
+        self.feed(data)
+        return list(self.envelopes())
+
+
+def _to_envelope(obj: Any) -> Envelope:
+    """Validate one decoded frame and build its envelope."""
+    if type(obj) is not list or len(obj) != _ENVELOPE_FIELDS:
+        raise ProtocolError(f"malformed frame: expected a {_ENVELOPE_FIELDS}-element array, got {_describe(obj)}")
+    if obj[0] != WIRE_VERSION:
+        raise ProtocolError(f"unsupported frame version {obj[0]!r} (this node speaks {WIRE_VERSION})")
+    kind = _KIND_BY_VALUE.get(obj[1]) if type(obj[1]) is int else None
+    if kind is None:
+        raise ProtocolError(f"unknown envelope kind {obj[1]!r}")
+    if type(obj[2]) is not str or type(obj[5]) is not int:
+        raise ProtocolError("malformed frame: channel must be a str and sequence an int")
+    obj[1] = kind
+    return _new_envelope(Envelope, obj[1:])
+
+
+def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ext_hook: Callable[[int, bytes], Any] | None = None) -> Envelope:
+    """Decode exactly one complete frame (used where frames arrive whole, as in the simulator)."""
+    if len(data) > max_frame_size:
+        raise FrameTooLarge(f"frame of {len(data)} bytes exceeds the maximum frame size of {max_frame_size} bytes")
+    try:
+        if ext_hook is None:
+            obj = msgpack.unpackb(data, strict_map_key=False)
+        else:
+            obj = msgpack.unpackb(data, strict_map_key=False, ext_hook=ext_hook)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+        raise ProtocolError(f"malformed msgpack: {exc}") from None
+    return _to_envelope(obj)
+
+
+def encode_envelope(env: Envelope) -> bytes:
+    """One frame for ``env`` (convenience for tests and simple tools)."""
+    return FrameEncoder().encode(env)
+
+
+def decode_frames(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> list[Envelope]:
+    """Decode a complete byte string of frames; trailing partial frames raise."""
+    decoder = FrameDecoder(max_frame_size=max_frame_size, read_size=max(len(data), 1))
+    out = decoder.decode(data)
+    if decoder._unpacker.tell() != len(data):
+        raise ProtocolError("truncated frame at end of data")
+    return out
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, list):
+        return f"an array of {len(obj)} elements"
+    return f"a {type(obj).__name__}"
