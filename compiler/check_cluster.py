@@ -142,7 +142,7 @@ def _node(reader: Reader, item, node: NodeInfo) -> dict | None:
         word = word_term.dotted if isinstance(word_term, ast.Name) else None
         value = terms[i + 1] if i + 1 < len(terms) else None
         if word not in _NODE_WORDS:
-            guess = suggest(word, _NODE_WORDS) if word else None
+            guess = suggest(word, _NODE_WORDS, cutoff=0.4) if word else None
             reader.bag.add(error(
                 codes.UNKNOWN_SETTING,
                 f"unexpected {show(word_term)} in node `{node.name}`",

@@ -196,7 +196,7 @@ def _compile_into(report: RunReport, path: str, args: argparse.Namespace):
     except _source.SourceIOError as exc:
         report.tool_errors.append(ToolError(path, str(exc)))
         return None
-    except getattr(_source, "SourceDecodeError", ()) as exc:
+    except _source.SourceDecodeError as exc:
         # Content that is not .eco text (binary, bad UTF-8, too large) is a diagnostic, not an I/O error.
         report.files.append(FileReport(path, list(exc.diagnostics)))
         return None
@@ -310,7 +310,6 @@ def _write_build_outputs(report: RunReport, plan, path: str, out_dir: str) -> No
     try:
         os.makedirs(out_dir, exist_ok=True)
         save_plan(plan, plan_path)
-        os.chmod(plan_path, _default_mode())
         report.outputs.append(plan_path)
         _write_atomic(messages_path, messages)
         report.outputs.append(messages_path)

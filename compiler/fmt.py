@@ -415,10 +415,10 @@ class _Printer:
             parts = [self._inline(t) for t in term.args]
             return None if None in parts else f"{term.func.dotted}(" + ", ".join(parts) + ")"
         if isinstance(term, ast.ObjectExpr):
-            if term.multiline:
-                return None
             if not term.items:
                 return "{}"
+            if term.multiline:
+                return None
             if any(isinstance(i, ast.Carries) for i in term.items[:-1]):
                 return None  # `carries A, B, x: 1` would read as one list of names
             parts = [self._inline_item(i) for i in term.items]

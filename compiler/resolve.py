@@ -256,6 +256,9 @@ class Program:
         chain = [m for m, _ in stack[start:]]
         names = " → ".join(m.name for m in chain + [target])
         labels = []
+        for imp in chain[-1].imports:
+            if imp.decl is closing:
+                imp.used = True  # already reported as a cycle; "unused" would be noise
         for a, b in zip(chain, chain[1:]):
             for imp in a.imports:
                 if imp.module is b:

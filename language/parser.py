@@ -716,7 +716,12 @@ def _human_list(expected: set[str], *, keep_separators: bool = False) -> str:
         expected = expected - _SEPARATORS
     elif keep_separators:
         expected = expected - {"RBRACE", "$END"}
+    setting = {"IDENT", "CARRIES", "WHEN"} <= expected
+    if setting:
+        expected = expected - {"IDENT", "CARRIES", "WHEN"}
     names = [_HUMAN[e] for e in _ORDER if e in expected]
+    if setting:
+        names.insert(0, "a setting")
     if value:
         names.insert(sum(1 for e in ("COLON", "EQUAL") if e in expected), "a value")
     names += sorted(f"`{e.lower()}`" for e in expected if e not in _HUMAN and e.isalpha())

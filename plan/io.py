@@ -65,6 +65,10 @@ def save_plan(plan: Plan, path: str | Path) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".plan-", suffix=".tmp")
     try:
+        # mkstemp creates 0600; a plan is not secret, so give it the usual mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(plan_to_json(plan))
             f.write("\n")

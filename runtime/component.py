@@ -27,7 +27,7 @@ from .pid import PID, Ref
 from .process import Context
 from .signals import CallRequest, Down, Exited, ProcessExit, Reason
 
-__all__ = ["Worker", "Coordinator", "Context", "WorkerStarted", "NodeDown", "load_component"]
+__all__ = ["Worker", "Coordinator", "Context", "WorkerStarted", "NodeDown", "JobProgress", "JobOutcome", "load_component"]
 
 
 class Worker:
@@ -136,6 +136,30 @@ class NodeDown:
         return cls(data)
 
 
+class JobProgress:
+    """A coordinator's progress report (see :meth:`Coordinator.progress`)."""
+
+    __slots__ = ("done", "total", "unit")
+
+    def __init__(self, done: int, total: int | None = None, unit: str = "items") -> None:
+        self.done, self.total, self.unit = done, total, unit
+
+    def __repr__(self) -> str:
+        return f"JobProgress({self.done}, {self.total}, {self.unit!r})"
+
+
+class JobOutcome:
+    """A coordinator finished its job: ``ok`` with ``value`` as the result, or failed with ``value`` as the reason."""
+
+    __slots__ = ("ok", "value")
+
+    def __init__(self, ok: bool, value: Any) -> None:
+        self.ok, self.value = ok, value
+
+    def __repr__(self) -> str:
+        return f"JobOutcome({self.ok}, {self.value!r})"
+
+
 class Coordinator(Worker):
     """A worker that hands out work to a set of workers and hears about their fate.
 
@@ -177,6 +201,30 @@ class Coordinator(Worker):
         """Send ``msg`` to every live worker."""
         for pid in list(self.workers):
             await self.ctx.send(pid, msg)
+
+    # The job's outcome goes to the process that started the coordinator (the node's
+    # ecosystem host under `ecoc run`/`ecoc node`); without one it is only logged.
+
+    def progress(self, done: int, total: int | None = None, unit: str = "items") -> None:
+        """Report progress (``done`` of ``total`` ``unit``); ``ecoc run`` shows it live."""
+        self._tell_host(JobProgress(done, total, unit))
+
+    def complete(self, result: Any = None) -> None:
+        """Finish the job with ``result`` (plain data) and stop this coordinator normally."""
+        self._tell_host(JobOutcome(True, result))
+        self.ctx.exit()
+
+    def fail(self, reason: str) -> None:
+        """Finish the job as failed with ``reason`` (``ecoc run`` exits non-zero) and stop."""
+        self._tell_host(JobOutcome(False, str(reason)))
+        self.ctx.exit()
+
+    def _tell_host(self, msg: Any) -> None:
+        parent = self.ctx.parent
+        if parent is None:
+            self.ctx.log.info("%s: %r (no ecosystem host to report to)", type(self).__name__, msg)
+            return
+        self.ctx.cast(parent, msg)
 
     async def _dispatch(self, msg: Any) -> None:
         kind = type(msg)

@@ -121,6 +121,16 @@ def _entry(target: Any, args: tuple[Any, ...]) -> tuple[Callable[..., Any], tupl
     )
 
 
+def _pop_nested(table: dict[str, dict[Ref, Context]], node: str, ref: Ref) -> Context | None:
+    inner = table.get(node)
+    if inner is None:
+        return None
+    ctx = inner.pop(ref, None)
+    if not inner:
+        del table[node]
+    return ctx
+
+
 class Kernel:
     """Runs the processes of one node; see the module docstring."""
 
@@ -365,7 +375,7 @@ class Kernel:
                     if w is not None and w._monitors is not None and w._monitors.pop(ref, None) is not None:
                         w.mailbox.put_system(Down(ref, pid, reason))
                 else:
-                    self._remote_watchers.get(watcher.node, {}).pop(ref, None)
+                    _pop_nested(self._remote_watchers, watcher.node, ref)
                     if router is not None:
                         router.down_remote(watcher, ref, pid, reason)
         monitors, ctx._monitors = ctx._monitors, None
@@ -795,11 +805,7 @@ class Kernel:
     def _drop_monitor(self, ctx: Context, ref: Ref, target: Dest) -> None:
         if self._is_remote(target):
             node = target.node if type(target) is PID else target[0]  # type: ignore[union-attr,index]
-            watched = self._remote_monitors.get(node)
-            if watched is not None:
-                watched.pop(ref, None)
-                if not watched:
-                    del self._remote_monitors[node]
+            _pop_nested(self._remote_monitors, node, ref)
             if self._router is not None:
                 self._router.demonitor_remote(ctx.pid, target, ref)  # type: ignore[arg-type]
             return
@@ -852,17 +858,14 @@ class Kernel:
 
     def demonitor_from_remote(self, ref: Ref) -> None:
         """Cancel a remote monitor (the ref was made on the watcher's node)."""
-        watched = self._remote_watchers.get(ref.node)
-        ctx = watched.pop(ref, None) if watched else None
+        ctx = _pop_nested(self._remote_watchers, ref.node, ref)
         if ctx is not None and ctx._watchers:
             ctx._watchers.pop(ref, None)
 
     def down_from_remote(self, watcher: PID, ref: Ref, target: Dest, reason: Reason) -> None:
         """A remote process monitored by a local one exited."""
         node = target.node if type(target) is PID else target[0]  # type: ignore[union-attr,index]
-        watched = self._remote_monitors.get(node)
-        if watched is not None:
-            watched.pop(ref, None)
+        _pop_nested(self._remote_monitors, node, ref)
         ctx = self._lookup(watcher)
         if ctx is not None and ctx._monitors is not None and ctx._monitors.pop(ref, None) is not None:
             ctx.mailbox.put_system(Down(ref, target, reason))

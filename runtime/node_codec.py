@@ -12,6 +12,8 @@ code value
 2    :class:`~eco.runtime.pid.Ref`  (``[node, incarnation, n]``)
 3    :class:`~eco.runtime.signals.Reason`
 4    a generated message (``ecoc codegen``): ``[module, class, to_msgpack() bytes]``
+5    :class:`~eco.runtime.component.WorkerStarted`
+6    :class:`~eco.runtime.component.NodeDown`
 ==== ======================================================================
 
 Anything else cannot be sent to another node: the send fails with a clear
@@ -25,10 +27,11 @@ from typing import Any
 
 import msgpack
 
+from .component import NodeDown, WorkerStarted
 from .pid import PID, Ref
 from .signals import Reason
 
-EXT_PID, EXT_REF, EXT_REASON, EXT_MESSAGE = 1, 2, 3, 4
+EXT_PID, EXT_REF, EXT_REASON, EXT_MESSAGE, EXT_WORKER_STARTED, EXT_NODE_DOWN = 1, 2, 3, 4, 5, 6
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
@@ -42,6 +45,10 @@ def packer_default(obj: Any) -> Any:
         return msgpack.ExtType(EXT_REF, _packb((obj.node, obj.incarnation, obj.n)))
     if t is Reason:
         return msgpack.ExtType(EXT_REASON, _packb(obj.to_msgpack()))
+    if t is WorkerStarted:
+        return msgpack.ExtType(EXT_WORKER_STARTED, _packb(obj.to_msgpack()))
+    if t is NodeDown:
+        return msgpack.ExtType(EXT_NODE_DOWN, _packb(obj.to_msgpack()))
     if isinstance(obj, (set, frozenset)):
         return sorted(obj) if all(isinstance(x, (int, str)) for x in obj) else list(obj)
     to_msgpack = getattr(t, "to_msgpack", None)
@@ -58,6 +65,10 @@ def ext_hook(code: int, data: bytes) -> Any:
         return Ref.from_msgpack(msgpack.unpackb(data))
     if code == EXT_REASON:
         return Reason.from_msgpack(msgpack.unpackb(data))
+    if code == EXT_WORKER_STARTED:
+        return WorkerStarted.from_msgpack(msgpack.unpackb(data))
+    if code == EXT_NODE_DOWN:
+        return NodeDown.from_msgpack(msgpack.unpackb(data))
     if code == EXT_MESSAGE:
         return _decode_message(data)
     return msgpack.ExtType(code, data)

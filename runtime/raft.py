@@ -295,7 +295,8 @@ class _PeerState(enum.Enum):
 
 
 class _Progress:
-    __slots__ = ("match", "next", "state", "probe_sent", "inflight", "recent_active", "pending_snapshot", "snapshot_elapsed")
+    __slots__ = ("match", "next", "state", "probe_sent", "inflight", "recent_active", "pending_snapshot",
+                 "snapshot_elapsed", "acked")
 
     def __init__(self, next_index: int) -> None:
         self.match = 0
@@ -306,6 +307,7 @@ class _Progress:
         self.recent_active = False
         self.pending_snapshot = 0
         self.snapshot_elapsed = 0
+        self.acked = False  # an append response arrived since the last heartbeat response
 
     def become_probe(self) -> None:
         if self.state is _PeerState.SNAPSHOT:
@@ -911,6 +913,7 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
+        pr.acked = True
         if not m.success:
             if pr.state is _PeerState.REPLICATE and m.index <= pr.match:
                 return  # stale
@@ -954,10 +957,13 @@ class RaftNode:
             return
         pr.recent_active = True
         pr.probe_sent = False
-        if pr.state is _PeerState.REPLICATE and len(pr.inflight) >= self.config.max_inflight_appends:
-            pr.inflight.pop(0)  # an append was probably lost; let one more through
         if pr.match < self.last_index:
-            self._send_append(m.src)
+            if pr.state is _PeerState.REPLICATE and not pr.acked:
+                # A heartbeat went round but our appends did not: assume they were lost.
+                pr.become_probe()
+            if pr.state is _PeerState.PROBE:
+                self._send_append(m.src)
+        pr.acked = False
         if m.seq > self._read_acks.get(m.src, 0):
             self._read_acks[m.src] = m.seq
             self._release_reads()

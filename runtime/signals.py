@@ -81,7 +81,7 @@ class Reason:
             raise TypeError(f"an exit reason is a Reason or a str, not {type(value).__name__}")
         kind, sep, detail = value.partition(":")
         kind = kind.strip()
-        if kind in _KINDS and kind != "error":
+        if kind in _KINDS:
             return cls(kind, detail.strip() if sep else "")
         # Any other text is an application-defined failure.
         return cls("error", value, None)

@@ -252,3 +252,24 @@ def test_graph_dot_and_mermaid(ecoc, project):
 def test_graph_of_a_broken_file_prints_diagnostics_on_stderr(ecoc, project):
     run = ecoc("graph", "broken.eco")
     assert run.code == 1 and run.out == "" and "error[ECO1002]" in run.err
+
+
+# ------------------------------------------------------------------ start-up cost
+
+
+def test_check_path_does_not_import_heavy_libraries(tmp_path):
+    """`ecoc check` must stay fast as a process: no rich, pydantic, jinja2 or trio on its path."""
+    import subprocess
+    import sys
+
+    (tmp_path / "clean.eco").write_text(CLEAN)
+    (tmp_path / "broken.eco").write_text(BROKEN)
+    probe = (
+        "import sys\n"
+        "from eco.compiler import cli\n"
+        "codes = [cli.main(['check', 'clean.eco']), cli.main(['check', '--format', 'json', 'broken.eco'])]\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'pydantic', 'jinja2', 'trio', 'msgpack'})\n"
+        "print(codes, heavy, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.stderr.strip().splitlines()[-1] == "[0, 1] []"

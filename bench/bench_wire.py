@@ -1,0 +1,194 @@
+"""Wire benchmark: framing throughput, and eco's TCP Connection vs a raw trio+msgpack socket.
+
+Run:  /work/venv/bin/python bench/bench_wire.py [--messages 200000] [--round-trips 20000]
+
+Both sides run as two trio tasks in one process over real loopback TCP (the
+two-OS-process node benchmark comes with the Node).  The raw baseline does the
+same work with a bare trio socket and msgpack: the sender packs messages into a
+buffer and flushes it in batches, the receiver feeds a streaming Unpacker.
+The last line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import msgpack
+import trio
+
+from eco.runtime.handshake import Identity
+from eco.runtime.secrets import Cookie
+from eco.runtime.tcp import open_tcp_transport
+from eco.runtime.transport import TransportConfig
+from eco.runtime.wire import Envelope, FrameDecoder, FrameEncoder, Kind
+
+PAYLOAD = b"x" * 100
+COOKIE = Cookie.generate()
+
+
+def _config(node: str) -> TransportConfig:
+    return TransportConfig(Identity("bench", node, 1, COOKIE), keepalive_interval=5.0)
+
+
+def bench_framing(n: int) -> dict[str, float]:
+    env = Envelope(Kind.SEND, "bench", ["a", 1, 1], ["b", 2, 1], 0, PAYLOAD)
+    encoder = FrameEncoder()
+    start = time.perf_counter()
+    chunks = []
+    for i in range(n):
+        encoder.add(env)
+        if encoder.pending_bytes > 65536:
+            chunks.append(encoder.take())
+    chunks.append(encoder.take())
+    encode = n / (time.perf_counter() - start)
+    decoder = FrameDecoder(read_size=1 << 20)
+    start = time.perf_counter()
+    count = 0
+    for chunk in chunks:
+        count += len(decoder.decode(chunk))
+    decode = n / (time.perf_counter() - start)
+    assert count == n
+    return {"encode_per_s": encode, "decode_per_s": decode, "frame_bytes": sum(map(len, chunks)) / n}
+
+
+# ------------------------------------------------------------------ eco connection
+
+
+async def eco_one_way(n: int) -> float:
+    done = trio.Event()
+
+    async def handler(conn):
+        count = 0
+        async for _ in conn:
+            count += 1
+            if count == n:
+                done.set()
+                return
+
+    async with open_tcp_transport(_config("server")) as server, open_tcp_transport(_config("client")) as client:
+        address = await server.listen(handler)
+        conn = await client.connect(address)
+        start = time.perf_counter()
+        for i in range(n):
+            await conn.send(Envelope(Kind.CAST, "bench", None, None, i, PAYLOAD))
+        await done.wait()
+        elapsed = time.perf_counter() - start
+        await conn.aclose()
+    return n / elapsed
+
+
+async def eco_ping_pong(n: int) -> float:
+    async def handler(conn):
+        async for env in conn:
+            await conn.send(env)
+
+    async with open_tcp_transport(_config("server")) as server, open_tcp_transport(_config("client")) as client:
+        address = await server.listen(handler)
+        conn = await client.connect(address)
+        start = time.perf_counter()
+        for i in range(n):
+            await conn.send(Envelope(Kind.CALL, "bench", None, None, i, PAYLOAD))
+            await conn.receive()
+        elapsed = time.perf_counter() - start
+        await conn.aclose()
+    return n / elapsed
+
+
+# --------------------------------------------------------------------- raw baseline
+
+
+
+
+async def raw_one_way(n: int) -> float:
+    done = trio.Event()
+
+    async def receiver(stream):
+        unpacker = msgpack.Unpacker()
+        count = 0
+        while count < n:
+            data = await stream.receive_some(65536)
+            if not data:
+                break
+            unpacker.feed(data)
+            for _ in unpacker:
+                count += 1
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_listeners, receiver, await trio.open_tcp_listeners(0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        packer = msgpack.Packer(autoreset=False)
+        start = time.perf_counter()
+        for i in range(n):
+            packer.pack([1, Kind.CAST, "bench", None, None, i, PAYLOAD])
+            if packer.getbuffer().nbytes > 65536:
+                await stream.send_all(packer.bytes())
+                packer.reset()
+        await stream.send_all(packer.bytes())
+        await done.wait()
+        elapsed = time.perf_counter() - start
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    return n / elapsed
+
+
+async def raw_ping_pong(n: int) -> float:
+    async def echo(stream):
+        unpacker = msgpack.Unpacker()
+        while data := await stream.receive_some(65536):
+            unpacker.feed(data)
+            for msg in unpacker:
+                await stream.send_all(msgpack.packb(msg))
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_listeners, echo, await trio.open_tcp_listeners(0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        unpacker = msgpack.Unpacker()
+        start = time.perf_counter()
+        for i in range(n):
+            await stream.send_all(msgpack.packb([1, Kind.CALL, "bench", None, None, i, PAYLOAD]))
+            got = False
+            while not got:
+                unpacker.feed(await stream.receive_some(65536))
+                for _ in unpacker:
+                    got = True
+        elapsed = time.perf_counter() - start
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--round-trips", type=int, default=20_000)
+    args = parser.parse_args()
+
+    framing = bench_framing(args.messages)
+    print(f"framing: encode {framing['encode_per_s']:,.0f} envelopes/s, decode {framing['decode_per_s']:,.0f} envelopes/s, {framing['frame_bytes']:.0f} bytes/frame")
+    raw_ow = trio.run(raw_one_way, args.messages)
+    eco_ow = trio.run(eco_one_way, args.messages)
+    print(f"one-way (100-byte payload): eco {eco_ow:,.0f} msgs/s, raw trio+msgpack {raw_ow:,.0f} msgs/s, ratio {eco_ow / raw_ow:.2f}")
+    raw_pp = trio.run(raw_ping_pong, args.round_trips)
+    eco_pp = trio.run(eco_ping_pong, args.round_trips)
+    print(f"ping-pong: eco {eco_pp:,.0f} round trips/s, raw trio+msgpack {raw_pp:,.0f} round trips/s, ratio {eco_pp / raw_pp:.2f}")
+    summary = {
+        "bench": "wire",
+        "encode_per_s": round(framing["encode_per_s"]),
+        "decode_per_s": round(framing["decode_per_s"]),
+        "one_way_eco": round(eco_ow),
+        "one_way_raw": round(raw_ow),
+        "one_way_ratio": round(eco_ow / raw_ow, 3),
+        "round_trips_eco": round(eco_pp),
+        "round_trips_raw": round(raw_pp),
+        "round_trip_ratio": round(eco_pp / raw_pp, 3),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
