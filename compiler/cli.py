@@ -448,6 +448,70 @@ def _run_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ run, node
+
+
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the root .eco file")
+    p.add_argument("--nodes", type=int, metavar="N", help="node processes to start (default: the cluster's node count)")
+    p.add_argument("--state-dir", metavar="DIR", help="where the plan and node logs go (default: a temporary directory)")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop everything and fail after S seconds")
+    p.add_argument("--format", choices=("human", "json"), default="human", help="summary format (default: human)")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour diagnostics")
+    _add_compile_options(p)
+
+
+@command("run", "compile a .eco file and run it on local node processes", _configure_run)
+def _run_run(args: argparse.Namespace) -> int:
+    if args.nodes is not None and args.nodes < 1:
+        raise UsageError(f"--nodes must be at least 1, got {args.nodes}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    report = RunReport(command="run")
+    files = collect_sources([args.file], report)
+    if len(files) > 1:
+        raise UsageError(f"run takes one .eco file, and {args.file} is a directory")
+    plan = _plan_of(report, files[0], args) if files else None
+    if plan is None or report.tool_errors:
+        _print_tool_errors(report)
+        from .render_human import render_report
+
+        sys.stderr.write(render_report(report, color=_use_color(args.color, sys.stderr)))
+        return report.exit_code or EXIT_FAILED
+    from pathlib import Path
+
+    from eco.runtime.launcher import RunOptions, run_plan
+
+    options = RunOptions(
+        nodes=args.nodes,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        timeout=args.timeout,
+        format=args.format,
+        python_path=[os.path.dirname(os.path.abspath(files[0]))],
+    )
+    return run_plan(plan, options)
+
+
+def _configure_node(p: argparse.ArgumentParser) -> None:
+    # Same options as eco.runtime.node_main.configure_parser (kept here so building
+    # the parser does not import the runtime); tests check the two agree.
+    p.add_argument("--plan", required=True, metavar="PLAN.json", help="the compiled plan (from `ecoc build`)")
+    p.add_argument("--name", required=True, help="this node's name, as declared in the plan's cluster")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default: the node's address in the plan)")
+    p.add_argument("--join", action="append", default=[], metavar="HOST:PORT", help="a peer to connect to (repeatable)")
+    p.add_argument("--cookie-file", metavar="FILE", help="read the cluster cookie from FILE (default: $ECO_COOKIE, then the plan)")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"), help="log level on stderr")
+    p.add_argument("--report", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+
+
+@command("node", "run one node of a compiled plan's cluster (for real hosts)", _configure_node)
+def _run_node(args: argparse.Namespace) -> int:
+    from eco.runtime.node_main import run
+
+    return run(args)
+
+
 # ------------------------------------------------------------------ entry point
 
 

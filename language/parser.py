@@ -230,6 +230,8 @@ class _TokenStream:
         self.skipping = False  # recovering: the parser state says nothing about the next token
         self.comments: list[ast.Comment] = []
         self.last_stray: _Tok | None = None  # the last closer that matched no open bracket
+        self.last_closer: _Tok | None = None  # the last closer and the brackets it closed
+        self.last_closed: list[_Tok] = []
         self._suppress_sep = True
         self._carries = False
         self._after_comma = False
@@ -323,8 +325,11 @@ class _TokenStream:
     def _close(self, tok: _Tok) -> None:
         stack = self.stack
         want = _CLOSERS[tok.type]
+        self.last_closer, self.last_closed = tok, []
         if stack and _OPENERS[stack[-1].type] == want:
-            if stack.pop().type == "LBRACE":
+            opened = stack.pop()
+            self.last_closed.append(opened)
+            if opened.type == "LBRACE":
                 self.braces -= 1
             return
         if not any(_OPENERS[t.type] == want for t in stack):
@@ -332,6 +337,7 @@ class _TokenStream:
         else:
             while stack:
                 opened = stack.pop()
+                self.last_closed.append(opened)
                 if opened.type == "LBRACE":
                     self.braces -= 1
                 if _OPENERS[opened.type] == want:
@@ -525,7 +531,7 @@ class _Parser:
             self.report(self._describe(tok, set(expected)))
         self._fed_since_error = False
         if resync:
-            self._start_recovery(depth, braces)
+            self._start_recovery(depth, braces, tok)
             # The offending token may itself be where parsing can continue.
             resumed = self._resync(tok, depth, braces)
             if resumed is not None and resumed.type in self.tables.states[self.state.position]:
@@ -540,8 +546,11 @@ class _Parser:
         if self._recovering is None:
             self._start_recovery(len(self.stream.stack), self.stream.braces)
 
-    def _start_recovery(self, depth: int, braces: int) -> None:
-        stack = self.stream.stack
+    def _start_recovery(self, depth: int, braces: int, tok: _Tok | None = None) -> None:
+        stream = self.stream
+        stack = stream.stack
+        if tok is not None and tok is stream.last_closer:
+            stack = stack + stream.last_closed[::-1]  # as it was before tok
         # The innermost `{` that was open before the bad token.
         target = 0
         for i in range(min(depth, len(stack)) - 1, -1, -1):

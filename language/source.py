@@ -20,7 +20,7 @@ from . import codes
 from .diagnostics import Diagnostic, error
 from .spans import SourceFile
 
-MAX_SOURCE_BYTES = 8 * 1024 * 1024
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
 """Files larger than this are rejected with a diagnostic instead of being parsed."""
 
 _BOM = b"\xef\xbb\xbf"

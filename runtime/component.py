@@ -22,7 +22,7 @@ import importlib
 from functools import partial
 from typing import Any, ClassVar
 
-from .errors import ComponentLoadError, NoProc
+from .errors import ComponentLoadError, EcoRuntimeError
 from .pid import PID, Ref
 from .process import Context
 from .signals import CallRequest, Down, Exited, ProcessExit, Reason
@@ -74,6 +74,7 @@ async def _run_component(cls: type[Worker], args: tuple[Any, ...], ctx: Context)
     ctx.trap_exit = cls.trap_exit
     await component.init(ctx)
     kernel = ctx.kernel
+    kernel.notify_started(ctx)
     unwinding: BaseException | None = None
     try:
         receive = ctx.receive
@@ -188,9 +189,9 @@ class Coordinator(Worker):
         """A node of the cluster was lost (its workers also get ``worker_down``)."""
 
     async def assign(self, work: Any) -> PID:
-        """Send ``work`` to the next worker (round-robin) and return its PID; NoProc if none."""
+        """Send ``work`` to the next worker (round-robin) and return its PID (EcoRuntimeError if none)."""
         if not self.workers:
-            raise NoProc("workers", "the coordinator has no live workers")
+            raise EcoRuntimeError(f"{type(self).__name__} has no live workers to assign work to")
         self._next %= len(self.workers)
         pid = self.workers[self._next]
         self._next += 1

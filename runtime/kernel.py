@@ -53,6 +53,7 @@ from .signals import (
     Exited,
     ProcessExit,
     Reason,
+    Started,
 )
 
 __all__ = ["Kernel", "RemoteRouter", "current_process"]
@@ -109,12 +110,13 @@ class RemoteRouter(Protocol):
         """Ask ``watcher``'s node to call ``kernel.down_from_remote(watcher, ref, target, reason)``."""
 
 
-def _entry(target: Any, args: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+def _entry(target: Any, args: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...], bool]:
+    """(function, args, whether it reports its own start with ``notify_started``)."""
     as_process = getattr(target, "as_process", None)
     if as_process is not None:
-        return as_process(*args), ()
+        return as_process(*args), (), True
     if callable(target):
-        return target, args
+        return target, args, False
     raise TypeError(
         f"cannot spawn {target!r}: expected an async function fn(ctx, *args), "
         "a Worker subclass or a Supervisor"
@@ -162,7 +164,8 @@ class Kernel:
         self._router: RemoteRouter | None = None
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
-        self._changed: trio.Event | None = None  # set when a process exits (only while shutting down)
+        self._tasks = 0  # live processes that have a task (inboxes excluded)
+        self._all_gone: trio.Event | None = None  # set when _tasks drops to 0 (while shutting down)
         # Bookkeeping of cross-node monitors and links, indexed by the other node for node_down.
         self._remote_monitors: dict[str, dict[Ref, Context]] = {}  # target node -> ref -> local watcher
         self._remote_watchers: dict[str, dict[Ref, Context]] = {}  # watcher node -> ref -> local target
@@ -198,25 +201,24 @@ class Kernel:
         return self._nursery is not None
 
     async def shutdown(self, timeout: float | None = None) -> None:
-        """Stop every process: ``shutdown`` to each root (trees stop in order), then kill stragglers."""
-        timeout = self.shutdown_timeout if timeout is None else timeout
-        signalled: set[PID] = set()
-        with trio.move_on_after(timeout):
-            while self._has_tasks():
-                self._changed = trio.Event()
-                for ctx in list(self._procs.values()):
-                    if ctx._scope is None or ctx.pid in signalled:
-                        continue
-                    parent = ctx.parent
-                    if parent is None or self._lookup(parent) is None:
-                        signalled.add(ctx.pid)
-                        self._signal_exit(ctx, None, SHUTDOWN)
-                await self._changed.wait()
-        self._changed = None
-        self._kill_all()
+        """Stop every process: ``shutdown`` to each root (trees stop in order), then kill stragglers.
 
-    def _has_tasks(self) -> bool:
-        return any(ctx._scope is not None for ctx in self._procs.values())
+        Roots are processes without a live parent, or not linked to it;
+        processes linked to their parent (supervised children) are stopped by it.
+        """
+        timeout = self.shutdown_timeout if timeout is None else timeout
+        if self._tasks:
+            self._all_gone = trio.Event()
+            for ctx in list(self._procs.values()):
+                if ctx._scope is None:
+                    continue
+                parent = self._lookup(ctx.parent) if ctx.parent is not None else None
+                if parent is None or not ctx._links or parent.pid not in ctx._links:
+                    self._signal_exit(ctx, None, SHUTDOWN)
+            with trio.move_on_after(timeout):
+                await self._all_gone.wait()
+            self._all_gone = None
+        self._kill_all()
 
     def _kill_all(self) -> None:
         for ctx in list(self._procs.values()):
@@ -260,13 +262,16 @@ class Kernel:
         name: str | None = None,
         mailbox_size: int | None = None,
         overflow: str | None = None,
+        ack: bool = False,
     ) -> PID:
         nursery = self._nursery
         if nursery is None:
             raise RuntimeError(f"kernel {self.node!r} is not running (use `async with Kernel(...)`)")
         if (link or monitor) and caller is None:
             raise NotInProcess("spawn(link=True/monitor=True) needs a calling process to link or monitor from")
-        fn, args = _entry(target, args)
+        fn, args, announces = _entry(target, args)
+        if ack and caller is None:
+            raise NotInProcess("spawn(ack=True) needs a calling process to receive Started")
         if name is not None:
             self._check_name_free(name)
         self._serial += 1
@@ -279,6 +284,7 @@ class Kernel:
         )
         ctx._scope = trio.CancelScope()
         self._procs[pid.serial] = ctx
+        self._tasks += 1
         if name is not None:
             self._names[name] = ctx
             ctx.name = name
@@ -286,6 +292,11 @@ class Kernel:
             self._link(caller, pid)  # type: ignore[arg-type]
         if monitor:
             self._monitor(caller, pid)  # type: ignore[arg-type]
+        if ack:
+            if announces:
+                ctx._ack = True
+            else:  # a plain function has no init phase: it counts as started now
+                caller.mailbox.put_system(Started(pid))  # type: ignore[union-attr]
         nursery.start_soon(self._run, ctx, fn, args, name=_TASK_NAME)
         return pid
 
@@ -317,6 +328,18 @@ class Kernel:
         self._on_exit(ctx, reason)
         if outer is not None:
             raise outer
+
+    def notify_started(self, ctx: Context) -> None:
+        """Called by process types with an init phase (Worker, Supervisor) once it is done.
+
+        If the parent asked for it (``ack=True``, as supervisors do to start
+        children one after the other), the parent gets a :class:`Started` message.
+        """
+        if ctx._ack:
+            ctx._ack = False
+            parent = self._lookup(ctx.parent) if ctx.parent is not None else None
+            if parent is not None:
+                parent.mailbox.put_system(Started(ctx.pid))
 
     def exit_reason_for(self, ctx: Context, exc: BaseException | None) -> Reason:
         """The reason ``ctx`` is exiting with, given the exception unwinding it (None: returned)."""
@@ -382,8 +405,10 @@ class Kernel:
         if monitors:
             for ref, target in monitors.items():
                 self._drop_monitor(ctx, ref, target)
-        if self._changed is not None:
-            self._changed.set()
+        if ctx._scope is not None:
+            self._tasks -= 1
+            if self._tasks == 0 and self._all_gone is not None:
+                self._all_gone.set()
 
     # ================================================================ lookup
 

@@ -46,7 +46,7 @@ class Context:
         "_calls",
         "_exit_reason",
         "_grace",
-        "_ops",
+        "_ack",
         "_exited",
     )
 
@@ -65,7 +65,7 @@ class Context:
         self._calls: set[Ref] | None = None  # refs of calls awaiting a reply
         self._exit_reason: Reason | None = None  # set when the kernel decides this process must end
         self._grace: trio.CancelScope | None = None  # the scope running terminate() while exiting
-        self._ops = 0  # send/receive count, to checkpoint periodically
+        self._ack = False  # True: tell the parent with a Started message once init is done
         self._exited = False
 
     def __repr__(self) -> str:

@@ -945,6 +945,8 @@ class RaftNode:
             while pr.inflight and pr.inflight[0] <= m.index:
                 pr.inflight.pop(0)
         if advanced and self._maybe_commit():
+            if self.role is not Role.LEADER:
+                return  # we just committed our own removal
             self._broadcast_append()  # tells every follower the new commit index
         while self._send_append(m.src, send_if_empty=False):
             pass

@@ -569,7 +569,7 @@ class KVWorkload:
     """
 
     def __init__(self, cluster: SimCluster, n_clients: int = 3, keys: tuple = ("a", "b"), *,
-                 timeout: int = 200, max_attempts: int = 6, read_ratio: float = 0.3) -> None:
+                 timeout: int = 200, max_attempts: int = 6, read_ratio: float = 0.3, wander: float = 0.2) -> None:
         from eco.runtime.linearizability import History
 
         if cluster.app_kind != "kv":
@@ -580,6 +580,7 @@ class KVWorkload:
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.read_ratio = read_ratio
+        self.wander = wander  # chance that an operation starts on a random node (a load balancer)
         self.history = History()
         self.clients = [_Client(f"c{i}", self.rng.choice(cluster.ids)) for i in range(n_clients)]
         self._by_id = {c.id: c for c in self.clients}
@@ -623,6 +624,8 @@ class KVWorkload:
             c.op = (kind, key, f"{c.id}.{c.request_id + 1};")
         c.request_id += 1
         c.attempts = 0
+        if self.rng.random() < self.wander:
+            c.target = self.rng.choice(self.cluster.ids)
         c.op_id = self.history.invoke(c.id, c.op[0], key, c.op[2])
         self._attempt(c)
 

@@ -38,6 +38,7 @@ __all__ = [
     "Exited",
     "CallRequest",
     "CallReply",
+    "Started",
     "ProcessExit",
     "dest_to_msgpack",
     "dest_from_msgpack",
@@ -276,3 +277,20 @@ class CallReply:
             return cls(Ref.from_msgpack(ref), value)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"not a CallReply: {data!r}") from exc
+
+
+class Started:
+    """Sent to the parent by a process spawned with ``ack=True`` once its ``init`` finished."""
+
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: PID) -> None:
+        self.pid = pid
+
+    def __repr__(self) -> str:
+        return f"Started({self.pid})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Started and self.pid == other.pid  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]

@@ -27,7 +27,7 @@ import trio
 from .errors import SupervisorError
 from .pid import PID
 from .process import Context
-from .signals import SHUTDOWN, CallRequest, Dest, Down, Exited, ProcessExit, Reason
+from .signals import SHUTDOWN, CallRequest, Dest, Down, Exited, ProcessExit, Reason, Started
 from .supervisor_core import ChildSpec, Effect, Escalate, StartChildren, StopChildren, SupervisorCore
 
 if TYPE_CHECKING:
@@ -132,6 +132,7 @@ class _Driver:
     async def run(self) -> None:
         ctx = self.ctx
         await self.apply(self.core.start())
+        self.kernel.notify_started(ctx)
         while True:
             msg = await ctx.receive()
             kind = type(msg)
@@ -160,7 +161,7 @@ class _Driver:
                     await self.stop(child_id)
             elif isinstance(effect, StartChildren):
                 for i, child_id in enumerate(effect.ids):
-                    failure = self.start(child_id)
+                    failure = await self.start(child_id)
                     if failure is not None:
                         # Could not even spawn it: count it as a crash of that child.
                         more = self.core.child_exited(child_id, failure, trio.current_time())
@@ -169,13 +170,21 @@ class _Driver:
             elif isinstance(effect, Escalate):
                 raise ProcessExit(effect.reason)
 
-    def start(self, child_id: str) -> Reason | None:
+    async def start(self, child_id: str) -> Reason | None:
+        """Spawn a child and wait until its init is done (so children start strictly in order)."""
         spec = self.core.spec(child_id)
         try:
-            pid = self.kernel._spawn(self.ctx, spec.start, spec.args, link=True)
+            pid = self.kernel._spawn(self.ctx, spec.start, spec.args, link=True, ack=True)
         except Exception as exc:
             self.ctx.log.error("cannot start child %r: %s", child_id, exc)
             return Reason.error(exc)
+
+        def started_or_gone(m: Any) -> bool:
+            return (type(m) is Started or type(m) is Exited) and m.pid == pid
+
+        outcome = await self.ctx.mailbox.get(started_or_gone)
+        if type(outcome) is Exited:
+            return outcome.reason  # died during init: the caller treats it as a crash
         self.pids[child_id] = pid
         self.ids[pid] = child_id
         self.timeouts[child_id] = spec.shutdown_timeout

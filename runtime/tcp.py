@@ -99,6 +99,8 @@ class TcpConnection(Connection):
         self._space_lot = trio.lowlevel.ParkingLot()
         self._scope: trio.CancelScope | None = None
         self._limit = config.send_buffer_bytes
+        self._sendbuf = framed.encoder.buffer
+        self._writer_idle = False
         self._goodbye_reason: str | None = None
         self._flushed = trio.Event()
         # Envelopes that arrived in the same reads as the handshake's last frame.
@@ -107,19 +109,22 @@ class TcpConnection(Connection):
     async def send(self, env: Envelope) -> None:
         if self._closing:
             raise ConnectionClosed(self.close_reason or "the connection is closing")
-        encoder = self._encoder
-        while encoder.pending_bytes >= self._limit:
+        if len(self._sendbuf) >= self._limit:
+            await self._wait_send_space()
+        self._encoder.add(env)
+        if self._writer_idle:
+            self._writer_lot.unpark()
+
+    async def _wait_send_space(self) -> None:
+        while len(self._sendbuf) >= self._limit:
             await self._space_lot.park()
             if self._closing:
                 raise ConnectionClosed(self.close_reason or "the connection is closing")
-        encoder.add(env)
-        if self._writer_lot:
-            self._writer_lot.unpark()
 
     def _send_control(self, env: Envelope) -> None:
         if self.close_reason is None:
             self._encoder.add(env)
-            if self._writer_lot:
+            if self._writer_idle:
                 self._writer_lot.unpark()
 
     async def aclose(self, reason: str = "closed") -> None:
@@ -202,7 +207,11 @@ class TcpConnection(Connection):
                         self._flushed.set()
                         await stream.send_eof()
                         return
-                    await self._writer_lot.park()
+                    self._writer_idle = True
+                    try:
+                        await self._writer_lot.park()
+                    finally:
+                        self._writer_idle = False
                 data = encoder.take()
                 if self._space_lot:
                     self._space_lot.unpark_all()

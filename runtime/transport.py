@@ -126,6 +126,9 @@ class Connection(abc.ABC):
         self._inbox: deque[Envelope] = deque()
         self._readers = trio.lowlevel.ParkingLot()
         self._inbox_space = trio.lowlevel.ParkingLot()
+        # Waiter counts, so the hot path avoids ParkingLot.__bool__ (a Python call).
+        self._readers_waiting = 0
+        self._space_waiting = 0
         self._closing = False
         self._closed_event = trio.Event()
         self._rx = 0  # activity counters, sampled by keepalive
@@ -148,12 +151,17 @@ class Connection(abc.ABC):
         return self.close_reason is not None
 
     async def receive(self) -> Envelope:
-        while not self._inbox:
+        inbox = self._inbox
+        while not inbox:
             if self.close_reason is not None:
                 raise ConnectionClosed(self.close_reason)
-            await self._readers.park()
-        env = self._inbox.popleft()
-        if len(self._inbox) < self.config.receive_queue and self._inbox_space:
+            self._readers_waiting += 1
+            try:
+                await self._readers.park()
+            finally:
+                self._readers_waiting -= 1
+        env = inbox.popleft()
+        if self._space_waiting and len(inbox) < self.config.receive_queue:
             self._inbox_space.unpark_all()
         return env
 
@@ -177,7 +185,7 @@ class Connection(abc.ABC):
         kind = env.kind
         if kind >= 32:  # messaging and above; control kinds are 16..31
             self._inbox.append(env)
-            if self._readers:
+            if self._readers_waiting:
                 self._readers.unpark()
         elif kind == Kind.PING:
             if not self._closing:
@@ -198,8 +206,12 @@ class Connection(abc.ABC):
         return len(self._inbox) >= self.config.receive_queue
 
     async def _wait_inbox_space(self) -> None:
-        while len(self._inbox) >= self.config.receive_queue:
-            await self._inbox_space.park()
+        while len(self._inbox) >= self.config.receive_queue and self.close_reason is None:
+            self._space_waiting += 1
+            try:
+                await self._inbox_space.park()
+            finally:
+                self._space_waiting -= 1
 
     @abc.abstractmethod
     def _send_control(self, env: Envelope) -> None:

@@ -122,33 +122,47 @@ class FrameEncoder:
     oversized frame) raise in the caller and leave the buffer unchanged.
     """
 
-    __slots__ = ("_packer", "_buffer", "_frames", "max_frame_size")
+    __slots__ = ("_pack", "buffer", "_frames", "max_frame_size")
 
     def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, default: Callable[[Any], Any] | None = None):
         self.max_frame_size = max_frame_size
-        self._packer = msgpack.Packer(default=default)
-        self._buffer = bytearray()
+        self._pack = msgpack.Packer(default=default).pack
+        self.buffer = bytearray()
+        """The live send buffer (read its length; only :meth:`take` empties it)."""
         self._frames = 0
 
     def encode(self, env: Envelope) -> bytes:
         """Return the frame for ``env`` without buffering it."""
         try:
-            data = self._packer.pack((WIRE_VERSION, *env))
+            data = self._pack((WIRE_VERSION, *env))
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ProtocolError(f"cannot encode {Kind(env.kind).name if env.kind in _KIND_BY_VALUE else env.kind} envelope: {exc}") from exc
-        if len(data) > self.max_frame_size:
-            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds the maximum frame size of {self.max_frame_size} bytes")
+            raise ProtocolError(f"cannot encode {_kind_label(env.kind)} envelope: {exc}") from exc
+        if len(data) > self.max_frame_size or env[0] not in _KIND_BY_VALUE or type(env[1]) is not str:
+            self._reject(env, data)
         return data
 
     def add(self, env: Envelope) -> int:
         """Append ``env``'s frame to the send buffer; return the buffered byte count."""
-        self._buffer += self.encode(env)
+        # (encode() inlined: this is the per-message hot path.)
+        try:
+            data = self._pack((WIRE_VERSION, *env))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"cannot encode {_kind_label(env.kind)} envelope: {exc}") from exc
+        if len(data) > self.max_frame_size or env[0] not in _KIND_BY_VALUE or type(env[1]) is not str:
+            self._reject(env, data)
+        buffer = self.buffer
+        buffer += data
         self._frames += 1
-        return len(self._buffer)
+        return len(buffer)
+
+    def _reject(self, env: Envelope, data: bytes) -> None:
+        if len(data) > self.max_frame_size:
+            raise FrameTooLarge(f"frame of {len(data)} bytes exceeds the maximum frame size of {self.max_frame_size} bytes")
+        validate_envelope(env)
 
     @property
     def pending_bytes(self) -> int:
-        return len(self._buffer)
+        return len(self.buffer)
 
     @property
     def pending_frames(self) -> int:
@@ -156,8 +170,8 @@ class FrameEncoder:
 
     def take(self) -> bytes:
         """Return everything buffered so far and empty the buffer."""
-        data = bytes(self._buffer)
-        self._buffer.clear()
+        data = bytes(self.buffer)
+        self.buffer.clear()
         self._frames = 0
         return data
 
@@ -212,12 +226,23 @@ class FrameDecoder:
         unpacker = self._unpacker
         limit = self.max_frame_size
         offset = self._offset
+        tell = unpacker.tell
+        kinds = _KIND_BY_VALUE
+        new = _new_envelope
+        version = WIRE_VERSION
         try:
             for obj in unpacker:
-                end = unpacker.tell()
+                end = tell()
                 if end - offset > limit:
                     raise FrameTooLarge(f"frame of {end - offset} bytes exceeds the maximum frame size of {limit} bytes")
                 offset = end
+                # Fast path for a well-formed frame; _to_envelope explains any problem.
+                if type(obj) is list and len(obj) == 7 and obj[0] == version and type(obj[2]) is str and type(obj[5]) is int:
+                    kind = kinds.get(obj[1])
+                    if kind is not None and type(obj[1]) is int:
+                        obj[1] = kind
+                        yield new(Envelope, obj[1:])
+                        continue
                 yield _to_envelope(obj)
         except ProtocolError:
             self._broken = True
@@ -277,6 +302,10 @@ def decode_frames(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) 
     if decoder._unpacker.tell() != len(data):
         raise ProtocolError("truncated frame at end of data")
     return out
+
+
+def _kind_label(kind: Any) -> str:
+    return _KIND_BY_VALUE[kind].name if isinstance(kind, int) and kind in _KIND_BY_VALUE else repr(kind)
 
 
 def _describe(obj: Any) -> str:

@@ -297,3 +297,22 @@ def test_hypothesis_decoding_random_bytes_raises_only_value_error(rich, data):
 def test_float_infinity_default_is_written_as_valid_python(tmp_path):
     plan = Plan(messages=(MessageType(name="A", fields=(F("x", T("float"), math.inf),)),))
     assert load(plan, tmp_path).A().x == math.inf
+
+
+# ------------------------------------------------------- from the example
+
+
+def test_classes_generated_from_the_example_plan(tmp_path):
+    from eco.compiler.driver import compile_file
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    result = compile_file(str(root / "examples" / "thumbnails.eco"))
+    assert not result.has_errors
+    text = generate_messages(result.plan, "examples/thumbnails.eco")
+    assert text == generate_messages(result.plan, "examples/thumbnails.eco")
+    module = load(result.plan, tmp_path, "examples/thumbnails.eco")
+    assert set(module.MESSAGE_TYPES) == {m.name for m in result.plan.messages} >= {"Job", "Thumb"}
+    job = module.Job(path="/a.png", tags=["x"])
+    assert module.decode(job.to_msgpack()) == job
+    with pytest.raises(TypeError, match=r"Thumb\.digest: expected bytes, got str"):
+        module.Thumb(path="p", digest="not bytes")

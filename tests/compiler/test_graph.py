@@ -218,3 +218,16 @@ def test_graphviz_accepts_the_output():
     proc = subprocess.run(["dot", "-Tsvg"], input=render_graph(_plan(), "dot"), capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_graph_of_the_example():
+    import pathlib
+
+    from eco.compiler.driver import compile_file
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    plan = compile_file(str(root / "examples" / "thumbnails.eco")).plan
+    g = _parse_dot(render_graph(plan, "dot"))
+    assert '"ecosystem:thumbnails/workers"' in g["nodes"]
+    assert any(b == '"channel:jobs"' for _, b, _ in g["edges"])
+    assert render_graph(plan, "mermaid").startswith("flowchart LR\n")

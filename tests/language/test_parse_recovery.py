@@ -75,7 +75,7 @@ def test_lexical_errors_have_precise_spans():
     got = [(d.code, d.span.start_pos.line, d.span.start_pos.column, d.span.text) for d in result.diagnostics]
     assert got == [
         ("ECO0011", 2, 6, '"abc'),
-        ("ECO0012", 3, 9, "\\q"),
+        ("ECO0012", 3, 8, "\\q"),
         ("ECO0014", 4, 7, "xs"),
         ("ECO0010", 5, 8, "@"),
         ("ECO0012", 6, 7, "\\u{D800}"),
@@ -94,11 +94,11 @@ def test_fractional_bytes_are_invalid():
     assert d.code == "ECO0015"
 
 
-@pytest.mark.parametrize("opener", ["{", "["])
-def test_ten_thousand_open_brackets_do_not_crash(opener):
+@pytest.mark.parametrize("opener, nested", [("{", "{ x "), ("[", "[")])
+def test_ten_thousand_open_brackets_do_not_crash(opener, nested):
     result = parse_text(opener * 10_000)
     assert result.diagnostics and result.module.decls == []
-    result = parse_text("cluster a { x: " + opener * 10_000 + " }\nchannel c {}")
+    result = parse_text("cluster a { x: " + nested * 10_000 + " }\nchannel c {}")
     codes = [d.code for d in result.diagnostics]
     assert "ECO0024" in codes
 
