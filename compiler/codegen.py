@@ -287,7 +287,8 @@ def _plain_literal(value: object, where: str) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_plain_literal(v, where) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_plain_literal(k, where)}: {_plain_literal(v, where)}" for k, v in value.items()) + "}"
+        items = (f"{_plain_literal(k, where)}: {_plain_literal(v, where)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     raise CodegenError(f"{where}: cannot write default {value!r} as Python")
 
 

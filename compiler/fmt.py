@@ -26,7 +26,8 @@ from eco.language.spans import SourceFile
 
 INDENT = "  "
 MAX_WIDTH = 100
-_TRAILING_GAP = "  "  # between code and a trailing comment
+_TRAILING_GAP = "\x00\x01trailing\x01\x00"  # marks where a trailing comment starts; see _align_trailing
+_MIN_GAP = 2  # spaces between code and a trailing comment
 
 
 @dataclass
@@ -177,7 +178,7 @@ class _Printer:
             self._attach(out, self._take_trailing(decl.span.end, _next_start(decls, index, len(self.text))))
             prev, prev_end = decl, decl.span.end
         rest = self._take_before(len(self.text) + 1)
-        for i, c in enumerate(rest):
+        for c in rest:
             if not c.own_line and out and out[-1]:
                 out[-1] += _TRAILING_GAP + self._comment_text(c)
                 prev_end = c.span.end
@@ -188,7 +189,7 @@ class _Printer:
             prev_end = c.span.end
         while out and out[-1] == "":
             out.pop()
-        return "\n".join(out) + "\n" if out else ""
+        return _align_trailing("\n".join(out)) + "\n" if out else ""
 
     def _decl(self, decl: ast.Decl) -> list[str]:
         if isinstance(decl, ast.ImportDecl):
@@ -440,6 +441,33 @@ class _Printer:
 
 
 _OPENER_COMMENT = "\x00opener\x00"  # marks a comment that trails an opening `{` or `[`
+
+
+def _align_trailing(text: str) -> str:
+    """Align the trailing comments of consecutive lines that have the same indentation."""
+    lines = text.split("\n")
+    out: list[str] = []
+    run: list[tuple[str, str]] = []  # (code, comment) of the current run
+    run_indent = None
+
+    def flush() -> None:
+        width = max(len(code) for code, _ in run) + _MIN_GAP
+        out.extend(code.ljust(width) + comment for code, comment in run)
+        run.clear()
+
+    for line in lines:
+        code, sep, comment = line.partition(_TRAILING_GAP)
+        indent = len(code) - len(code.lstrip(" "))
+        if run and (not sep or indent != run_indent):
+            flush()
+        if sep:
+            run.append((code, comment))
+            run_indent = indent
+        else:
+            out.append(line)
+    if run:
+        flush()
+    return "\n".join(out)
 
 
 def _next_start(nodes: list, index: int, default: int) -> int:

@@ -32,8 +32,7 @@ _UNKNOWN_CODE = {
     "message": codes.UNKNOWN_MESSAGE,
     "channel": codes.UNKNOWN_CHANNEL,
     "cluster": codes.UNKNOWN_CLUSTER,
-    "ecosystem": codes.DUPLICATE_DECL,  # ecosystems are never referenced by name
-}
+}  # ecosystems are never referenced by name, so `lookup` is never asked for one
 _DECL_KIND = {
     ast.ClusterDecl: "cluster",
     ast.MessageDecl: "message",

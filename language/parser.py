@@ -349,7 +349,7 @@ class _TokenStream:
     def _comment(self, tok: _Tok) -> None:
         text = self.text
         start = tok.start_pos
-        line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+        line_start = start - self.source.position(start).column + 1
         own_line = text[line_start:start].strip() == ""
         self.comments.append(ast.Comment(self.source.span(start, tok.end_pos), tok.value, own_line))
         if tok.type == "BAD_BLOCK_COMMENT":

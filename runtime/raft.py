@@ -628,7 +628,7 @@ class RaftNode:
         self._reset(self.term)
         self.role = Role.LEADER
         self.leader = self.id
-        for peer in self.voters:
+        for peer in sorted(self.voters, key=repr):  # sorted: message order must not depend on hashing
             if peer != self.id:
                 self._add_progress(peer)
         # No membership change before an entry of this term commits (the single-server change
@@ -813,7 +813,7 @@ class RaftNode:
         self.voters = voters
         self._config_index = index
         if self.role is Role.LEADER:
-            for peer in voters:
+            for peer in sorted(voters, key=repr):
                 if peer != self.id and peer not in self._progress:
                     self._add_progress(peer)
             for peer in list(self._progress):

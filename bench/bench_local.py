@@ -1,0 +1,170 @@
+"""Local kernel benchmark: spawn rate, message throughput, memory per idle process.
+
+Each figure is measured side by side with a baseline doing the same work with
+bare trio (a task plus a memory channel per process) in the same run.
+
+    /work/venv/bin/python bench/bench_local.py [--processes 100000] [--messages 200000]
+
+The last line printed is a one-line JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+import tracemalloc
+
+import trio
+import trio.testing
+
+from eco.runtime import Kernel
+
+
+async def _idle(ctx):
+    await ctx.receive()
+
+
+async def _idle_baseline(receive_channel):
+    await receive_channel.receive()
+
+
+async def spawn_rate(n: int) -> tuple[float, float]:
+    """Processes per second until all of them are running and parked in receive."""
+    async with Kernel("bench") as kernel:
+        start = time.perf_counter()
+        for _ in range(n):
+            await kernel.spawn(_idle)
+        await trio.testing.wait_all_tasks_blocked()
+        ours = n / (time.perf_counter() - start)
+        kernel._kill_all()
+    async with trio.open_nursery() as nursery:
+        start = time.perf_counter()
+        for i in range(n):
+            _, receive_channel = trio.open_memory_channel(1000)
+            nursery.start_soon(_idle_baseline, receive_channel)
+            if not i & 63:
+                await trio.lowlevel.checkpoint()  # same scheduling cadence as the kernel
+        await trio.testing.wait_all_tasks_blocked()
+        base = n / (time.perf_counter() - start)
+        nursery.cancel_scope.cancel()
+    return ours, base
+
+
+async def throughput(n: int) -> tuple[float, float]:
+    """Messages per second from one process to another (send + receive)."""
+    async with Kernel("bench") as kernel:
+        done = trio.Event()
+
+        async def consumer(ctx):
+            for _ in range(n):
+                await ctx.receive()
+            done.set()
+
+        sink = await kernel.spawn(consumer)
+
+        async def producer(ctx):
+            for i in range(n):
+                await ctx.send(sink, i)
+
+        start = time.perf_counter()
+        await kernel.spawn(producer)
+        await done.wait()
+        ours = n / (time.perf_counter() - start)
+
+    send_channel, receive_channel = trio.open_memory_channel(1000)
+    async with trio.open_nursery() as nursery:
+
+        async def consumer_baseline():
+            for _ in range(n):
+                await receive_channel.receive()
+
+        async def producer_baseline():
+            for i in range(n):
+                await send_channel.send(i)
+
+        start = time.perf_counter()
+        nursery.start_soon(consumer_baseline)
+        nursery.start_soon(producer_baseline)
+    base = n / (time.perf_counter() - start)
+    return ours, base
+
+
+async def memory_per_process(n: int) -> tuple[float, float]:
+    """tracemalloc bytes per idle process (task, mailbox, bookkeeping)."""
+
+    async def measure(spawn_all) -> float:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            await spawn_all()
+            await trio.testing.wait_all_tasks_blocked()
+            gc.collect()
+            return (tracemalloc.get_traced_memory()[0] - before) / n
+        finally:
+            tracemalloc.stop()
+
+    async with Kernel("bench") as kernel:
+
+        async def spawn_ours():
+            for _ in range(n):
+                await kernel.spawn(_idle)
+
+        ours = await measure(spawn_ours)
+        kernel._kill_all()
+    async with trio.open_nursery() as nursery:
+        channels = []
+
+        async def spawn_base():
+            for _ in range(n):
+                send_channel, receive_channel = trio.open_memory_channel(1000)
+                channels.append(send_channel)  # a sender keeps each channel reachable, as a PID would
+                nursery.start_soon(_idle_baseline, receive_channel)
+
+        base = await measure(spawn_base)
+        nursery.cancel_scope.cancel()
+    return ours, base
+
+
+async def main(args: argparse.Namespace) -> None:
+    spawn, spawn_base = await spawn_rate(args.spawn)
+    print(f"spawn:      {spawn:>10,.0f} processes/s   baseline {spawn_base:>10,.0f}/s   ratio {spawn / spawn_base:.2f}")
+    msgs, msgs_base = await throughput(args.messages)
+    print(f"local send: {msgs:>10,.0f} msgs/s        baseline {msgs_base:>10,.0f}/s   ratio {msgs / msgs_base:.2f}")
+    mem, mem_base = await memory_per_process(args.processes)
+    print(
+        f"memory:     {mem:>10,.0f} B/idle process  baseline {mem_base:>10,.0f} B     "
+        f"({args.processes:,} processes: {mem * args.processes / 2**20:,.0f} MiB)"
+    )
+    summary = {
+        "bench": "local_kernel",
+        "spawn_per_s": round(spawn),
+        "spawn_baseline_per_s": round(spawn_base),
+        "spawn_ratio": round(spawn / spawn_base, 2),
+        "local_msgs_per_s": round(msgs),
+        "local_msgs_baseline_per_s": round(msgs_base),
+        "local_msgs_ratio": round(msgs / msgs_base, 2),
+        "bytes_per_idle_process": round(mem),
+        "bytes_per_idle_process_baseline": round(mem_base),
+        "idle_processes": args.processes,
+        "targets_met": {
+            "spawn_ge_50k": spawn >= 50_000,
+            "send_ge_200k": msgs >= 200_000,
+            "memory_le_8k": mem <= 8192,
+        },
+    }
+    print(json.dumps(summary))
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spawn", type=int, default=50_000, help="processes spawned for the spawn rate")
+    parser.add_argument("--messages", type=int, default=200_000, help="messages for the throughput run")
+    parser.add_argument("--processes", type=int, default=100_000, help="idle processes for the memory run")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    trio.run(main, _parse())

@@ -1,0 +1,234 @@
+"""Two node OS processes on loopback: eco's Node/kernel send path against a raw trio + msgpack socket pair.
+
+    /work/venv/bin/python bench/bench_node.py [--messages 200000] [--round-trips 20000] [--repeat 3]
+
+Both sides do the same work in two OS processes each:
+
+* one-way: the sender sends ``--messages`` messages with a 100-byte payload,
+  then a marker; the receiver counts them and answers the marker; the rate
+  is messages / (time until the answer arrives);
+* ping-pong: one message out, wait for the echo, ``--round-trips`` times.
+
+eco: this process runs a kernel + Node (TCP transport, handshake, envelopes)
+and a process that ``send``s to a process on the other node (``--serve``
+mode of this script); ping-pong is ``send`` + ``receive`` between processes.
+raw: this process talks to ``bench_raw_peer.py`` over a plain trio socket,
+packing with msgpack and batching writes, decoding with a streaming Unpacker.
+
+Prints a table with the ratios and a one-line JSON summary at the end.
+Targets: one-way >= 0.8x raw, round trips >= 1.0x raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import trio
+
+from eco.runtime.kernel import Kernel
+from eco.runtime.node import Node, node_transport_config
+from eco.runtime.secrets import Cookie
+from eco.runtime.tcp import open_tcp_transport
+
+HERE = Path(__file__).resolve().parent
+PAYLOAD = bytes(range(100))
+_COOKIE_ENV = "ECO_BENCH_COOKIE"
+
+
+# ------------------------------------------------------------------ eco: serving side
+
+
+async def _sink(ctx):
+    ctx.register("sink")
+    count = 0
+    receive = ctx.receive
+    while True:
+        msg = await receive()
+        if type(msg) is bytes:
+            count += 1
+        elif type(msg) is dict and "done" in msg:
+            await ctx.send(msg["done"], count)
+            count = 0
+
+
+async def _echo(ctx):
+    ctx.register("echo")
+    receive, send = ctx.receive, ctx.send
+    while True:
+        sender, payload = await receive()
+        await send(sender, payload)
+
+
+async def _serve_node() -> None:
+    cookie = Cookie(os.environ[_COOKIE_ENV])
+    kernel = Kernel("server", incarnation=1, mailbox_size=100_000)
+    async with kernel, open_tcp_transport(node_transport_config("bench", "server", 1, cookie)) as transport:
+        node = Node(kernel, transport)
+        await kernel.spawn(_sink)
+        await kernel.spawn(_echo)
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(node.serve, "127.0.0.1:0")
+            print(address, flush=True)
+            stdin = trio.lowlevel.FdStream(os.dup(0))
+            while await stdin.receive_some(100):  # exit with the parent
+                pass
+            nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------ eco: driving side
+
+
+def _spawn_peer(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line:
+        proc.kill()
+        raise SystemExit(f"bench peer failed to start: {cmd}")
+    return proc, line
+
+
+async def _eco_bench(address: str, cookie: Cookie, messages: int, round_trips: int) -> dict[str, float]:
+    kernel = Kernel("client", incarnation=1, mailbox_size=100_000)
+    async with kernel, open_tcp_transport(node_transport_config("bench", "client", 1, cookie)) as transport:
+        node = Node(kernel, transport)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.serve, "127.0.0.1:0", [address])
+            await node.wait_connected(["server"])
+            out: dict[str, float] = {}
+            done = trio.Event()
+
+            async def driver(ctx):
+                sink = ("server", "sink")
+                echo = ("server", "echo")
+                send = ctx.send
+                # warm-up
+                for _ in range(1000):
+                    await send(sink, PAYLOAD)
+                await send(sink, {"done": ctx.self})
+                await ctx.receive()
+                start = time.perf_counter()
+                for _ in range(messages):
+                    await send(sink, PAYLOAD)
+                await send(sink, {"done": ctx.self})
+                got = await ctx.receive()
+                out["one_way"] = messages / (time.perf_counter() - start)
+                assert got == messages, (got, messages)
+                me = ctx.self
+                receive = ctx.receive
+                start = time.perf_counter()
+                for _ in range(round_trips):
+                    await send(echo, (me, PAYLOAD))
+                    await receive()
+                out["round_trips"] = round_trips / (time.perf_counter() - start)
+                done.set()
+
+            await kernel.spawn(driver)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+    return out
+
+
+# ------------------------------------------------------------------ raw baseline
+
+
+async def _raw_bench(port: int, messages: int, round_trips: int) -> dict[str, float]:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    import socket
+
+    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+    pack = msgpack.Packer().pack
+    unpacker = msgpack.Unpacker()
+    out: dict[str, float] = {}
+
+    async def next_reply():
+        while True:
+            for obj in unpacker:
+                return obj
+            data = await stream.receive_some(65536)
+            unpacker.feed(data)
+
+    async def one_way(n: int) -> float:
+        start = time.perf_counter()
+        buf = bytearray()
+        for seq in range(n):
+            buf += pack((0, seq, PAYLOAD))
+            if len(buf) >= 65536:
+                await stream.send_all(buf)
+                buf = bytearray()
+        buf += pack((0, -1, b""))
+        await stream.send_all(buf)
+        reply = await next_reply()
+        assert reply[1] == n, reply
+        return n / (time.perf_counter() - start)
+
+    await one_way(1000)
+    out["one_way"] = await one_way(messages)
+    start = time.perf_counter()
+    for seq in range(round_trips):
+        await stream.send_all(pack((1, seq, PAYLOAD)))
+        await next_reply()
+    out["round_trips"] = round_trips / (time.perf_counter() - start)
+    await stream.aclose()
+    return out
+
+
+# ------------------------------------------------------------------ main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--round-trips", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best is reported")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        trio.run(_serve_node)
+        return
+    cookie_text = os.urandom(16).hex()
+    env = dict(os.environ, **{_COOKIE_ENV: cookie_text})
+    best: dict[str, dict[str, float]] = {"eco": {}, "raw": {}}
+    for _ in range(args.repeat):
+        raw_proc, raw_port = _spawn_peer([sys.executable, str(HERE / "bench_raw_peer.py")], env)
+        try:
+            raw = trio.run(_raw_bench, int(raw_port), args.messages, args.round_trips)
+        finally:
+            raw_proc.kill()
+            raw_proc.wait()
+        eco_proc, address = _spawn_peer([sys.executable, str(Path(__file__).resolve()), "--serve"], env)
+        try:
+            eco = trio.run(_eco_bench, address, Cookie(cookie_text), args.messages, args.round_trips)
+        finally:
+            eco_proc.kill()
+            eco_proc.wait()
+        for name, figures in (("raw", raw), ("eco", eco)):
+            for key, value in figures.items():
+                best[name][key] = max(best[name].get(key, 0.0), value)
+    ratio = {k: best["eco"][k] / best["raw"][k] for k in best["raw"]}
+    print(f"{'':14}{'eco node':>14}{'raw socket':>14}{'ratio':>8}{'target':>8}")
+    for key, label, target in (("one_way", "one-way msg/s", 0.8), ("round_trips", "round trips/s", 1.0)):
+        print(f"{label:14}{best['eco'][key]:>14,.0f}{best['raw'][key]:>14,.0f}{ratio[key]:>8.2f}{target:>8.1f}")
+    summary = {
+        "bench": "node",
+        "messages": args.messages,
+        "round_trips": args.round_trips,
+        "eco_one_way_per_s": round(best["eco"]["one_way"]),
+        "raw_one_way_per_s": round(best["raw"]["one_way"]),
+        "one_way_ratio": round(ratio["one_way"], 3),
+        "eco_round_trips_per_s": round(best["eco"]["round_trips"]),
+        "raw_round_trips_per_s": round(best["raw"]["round_trips"]),
+        "round_trip_ratio": round(ratio["round_trips"], 3),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
