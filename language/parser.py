@@ -3,22 +3,24 @@
 ``parse(source)`` never raises: every problem becomes a diagnostic, and the
 parser recovers from syntax errors so one run reports every independent error.
 
-How it works.  The grammar (``grammar.lark``) is compiled once per process into
-a lark LALR(1) table and a contextual lexer.  Instead of ``Lark.parse`` this
-module drives both itself:
+How it works.  ``grammar.lark`` is the grammar; lark compiles it (LALR(1),
+strict) into the tables of ``tables.py``, cached in ``_grammar_tables.py`` so
+that starting ``ecoc`` costs no grammar analysis.  This module runs those
+tables itself, which is several times faster than ``Lark.parse`` and gives full
+control over error recovery:
 
-* ``_TokenStream`` lexes with the lexer of the parser's current state (falling
-  back to the full lexer to name an unexpected token), keeps comments for the
-  formatter, tracks bracket nesting, and turns newlines/commas inside ``{ }``
-  into single ``_SEP`` tokens (see the grammar's header).
-* ``_Builder`` provides one callback per grammar rule that builds ast nodes
-  directly during reductions (no intermediate lark tree).
-* ``_Parser`` feeds tokens to lark's ``ParserState``.  On a syntax error it
-  reports one diagnostic, skips to the next item separator or closing ``}`` at
-  the same depth (or the next top-level keyword), pops the parser stack to a
-  state that can continue from there, and resumes.  Errors right after a
-  recovery, before any token was accepted, are follow-on errors and are not
-  reported.
+* ``_TokenStream`` lexes with one regex built from the grammar's terminals and
+  applies the contextual-lexer rules (a keyword is a keyword only where the
+  parser accepts it, ``a.b:C`` is a module reference only where a value may
+  come), keeps comments for the formatter, tracks bracket nesting, and turns
+  newlines/commas inside ``{ }`` into single ``_SEP`` tokens (see the grammar).
+* ``_Builder`` has one callback per grammar rule that builds ast nodes during
+  reductions (no intermediate parse tree).
+* ``_Parser`` runs the LALR automaton.  On a syntax error it reports one
+  diagnostic, skips to the next item separator or closing ``}`` at the same
+  depth (or to the next top-level keyword), pops the parser stack to a state
+  that can continue from there, and resumes.  Errors found before any token
+  is accepted after a recovery are follow-on errors and are not reported.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import ast, codes
-from .diagnostics import Diagnostic, Edit, Fix, Label, error, suggest
+from .diagnostics import Diagnostic, Edit, Fix, Label, Severity, error, suggest
 from .literals import decode_number, decode_string
 from .spans import SourceFile, Span
 from .tables import Tables, load_tables
@@ -181,7 +183,7 @@ class ParseResult:
     @property
     def ok(self) -> bool:
         """No error-level diagnostics (the tree is complete, nothing was skipped)."""
-        return not any(d.severity >= 2 for d in self.diagnostics)
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
 def parse(source: SourceFile) -> ParseResult:
@@ -343,9 +345,6 @@ class _TokenStream:
                 if _OPENERS[opened.type] == want:
                     return
 
-    def opener_to_close(self) -> _Tok | None:
-        return self.stack[-1] if self.stack else None
-
     def _comment(self, tok: _Tok) -> None:
         text = self.text
         start = tok.start_pos
@@ -396,7 +395,6 @@ class _Parser:
     def __init__(self, source: SourceFile):
         self.source = source
         self.grammar = _grammar()
-        self.tables = self.grammar
         self.diagnostics: list[Diagnostic] = []
         self.builder = _Builder(self)
         self.state = _LR(self.grammar, self.builder.callbacks(self.grammar.rules))
@@ -496,7 +494,7 @@ class _Parser:
         stack = self.stream.stack
         if stack:
             self._unclosed(stack)
-        elif self._recovering is None and "$END" not in self.tables.states[self.state.position]:
+        elif self._recovering is None and "$END" not in self.grammar.states[self.state.position]:
             # Let the parser say what is missing.
             self._syntax_error(end, self._expected(), 0, 0, resync=False)
         return self._salvage(end)
@@ -504,7 +502,7 @@ class _Parser:
     def _salvage(self, end: _Tok) -> ast.Module:
         """Close whatever is still open and finish the parse (after errors)."""
         ps = self.state
-        states = self.tables.states
+        states = self.grammar.states
         for _ in range(4 * len(ps.state_stack) + 16):
             actions = states[ps.position]
             try:
@@ -534,7 +532,7 @@ class _Parser:
             self._start_recovery(depth, braces, tok)
             # The offending token may itself be where parsing can continue.
             resumed = self._resync(tok, depth, braces)
-            if resumed is not None and resumed.type in self.tables.states[self.state.position]:
+            if resumed is not None and resumed.type in self.grammar.states[self.state.position]:
                 try:
                     self.state.feed_token(resumed)
                 except _Unexpected:  # pragma: no cover - _resync checked the action
@@ -586,7 +584,7 @@ class _Parser:
     def _pop_until_shift(self, typ: str, *, limit_braces: int) -> None:
         """Pop partial constructs off the parser stack until ``typ`` can be shifted."""
         ps = self.state
-        states = self.tables.states
+        states = self.grammar.states
         values = ps.value_stack
         # Never pop the `{` of the body we are resynchronising in.
         limit = 0

@@ -61,6 +61,11 @@ CONTROL_CHANNEL = "std.control"
 _SEND, _CAST, _CALL, _REPLY = Kind.SEND, Kind.CAST, Kind.CALL, Kind.REPLY
 
 
+def _envelope(fields: tuple) -> Envelope:
+    # Envelope(...) with keyword defaults is measurably slower on the send path.
+    return tuple.__new__(Envelope, fields)
+
+
 class NodeError(EcoRuntimeError):
     """A node-level request failed (peer not connected, spawn refused, ...)."""
 
@@ -123,6 +128,7 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._down_hooks: list[Callable[[str], None]] = []
         self._channel_by_type: dict[str, str] = {}
+        self._channel_of: dict[type, str] = {}  # message class -> channel, filled on first use
         kernel.set_router(self)
 
     def __repr__(self) -> str:
@@ -190,6 +196,7 @@ class Node:
         Plain data (dicts, lists, ...) travels on the default channel ``""``.
         """
         self._channel_by_type = dict(carries)
+        self._channel_of.clear()
 
     def send_envelope(self, node: str, env: Envelope) -> bool:
         """Queue ``env`` for ``node`` without waiting; False if it is not connected."""
@@ -280,6 +287,7 @@ class Node:
 
     async def _read(self, conn: Connection) -> None:
         kernel = self.kernel
+        context = kernel.context
         peer = conn.peer.node
         try:
             while True:
@@ -287,7 +295,13 @@ class Node:
                 kind = env.kind
                 try:
                     if kind == _SEND:
-                        await kernel.send(_local_dest(env.destination), env.payload)
+                        dest = env.destination
+                        if type(dest) is PID:
+                            # Fast path: straight into a live process's mailbox when it has room.
+                            target = context(dest)
+                            if target is not None and target.mailbox.offer(env.payload):
+                                continue
+                        await kernel.send(_local_dest(dest), env.payload)
                     elif kind == _CAST:
                         kernel.cast(_local_dest(env.destination), env.payload)
                     elif kind == _CALL:
@@ -344,28 +358,45 @@ class Node:
         return True
 
     async def send_remote(self, dest: PID | tuple[str, str], msg: Any, *, sender: PID | None) -> None:
-        conn = self._conns.get(_dest_node(dest))
+        if type(dest) is PID:
+            conn = self._conns.get(dest.node)  # type: ignore[union-attr]
+            wire_dest: Any = dest
+        else:
+            conn = self._conns.get(dest[0])  # type: ignore[index]
+            wire_dest = dest[1]  # type: ignore[index]
         if conn is None:
             return  # not connected: dropped, as a send to a dead process is
         if type(msg) is CallRequest:
-            env = Envelope(_CALL, "", sender, _wire_dest(dest), 0, (msg.ref, msg.sender, msg.request))
+            env = _envelope((_CALL, "", None, wire_dest, 0, (msg.ref, msg.sender, msg.request)))
         else:
-            env = Envelope(_SEND, self._channel_by_type.get(getattr(type(msg), "TYPE_NAME", ""), ""), sender, _wire_dest(dest), 0, msg)
+            # The sender is not transmitted: a plain send carries no return address (as in Erlang).
+            channel = self._channel_of.get(type(msg))
+            if channel is None:
+                channel = self._channel_for(type(msg))
+            env = _envelope((_SEND, channel, None, wire_dest, 0, msg))
         try:
             await conn.send(env)
         except ConnectionClosed:
             pass
+
+    def _channel_for(self, cls: type) -> str:
+        channel = self._channel_by_type.get(getattr(cls, "TYPE_NAME", None) or "", "")
+        self._channel_of[cls] = channel
+        return channel
 
     def cast_remote(self, dest: PID | tuple[str, str], msg: Any, *, sender: PID | None) -> None:
         conn = self._conns.get(_dest_node(dest))
         if conn is None:
             return
         if type(msg) is CallReply:
-            env = Envelope(_REPLY, "", sender, _wire_dest(dest), 0, (msg.ref, msg.value))
+            env = _envelope((_REPLY, "", None, _wire_dest(dest), 0, (msg.ref, msg.value)))
         elif type(msg) is CallRequest:
-            env = Envelope(_CALL, "", sender, _wire_dest(dest), 0, (msg.ref, msg.sender, msg.request))
+            env = _envelope((_CALL, "", None, _wire_dest(dest), 0, (msg.ref, msg.sender, msg.request)))
         else:
-            env = Envelope(_CAST, self._channel_by_type.get(getattr(type(msg), "TYPE_NAME", ""), ""), sender, _wire_dest(dest), 0, msg)
+            channel = self._channel_of.get(type(msg))
+            if channel is None:
+                channel = self._channel_for(type(msg))
+            env = _envelope((_CAST, channel, None, _wire_dest(dest), 0, msg))
         self._queue(conn, env)
 
     def _control_send(self, node: str, env: Envelope) -> bool:

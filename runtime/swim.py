@@ -203,6 +203,9 @@ class SwimNode:
     def _probe(self, now: float, out: list[Effect]) -> None:
         target = self._next_target()
         if target is None:
+            # Alone: the join request (or its answer) was lost; ask a seed again.
+            if self.seeds:
+                out.append(Send(self.rng.choice(self.seeds), Sync(self._snapshot())))
             return
         seq = self._next_seq()
         self._probing[seq] = target

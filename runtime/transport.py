@@ -111,9 +111,17 @@ class Connection(abc.ABC):
       in which case it waits (backpressure).  Raises :class:`ConnectionClosed`
       once the connection is closing, and :class:`~eco.runtime.wire.ProtocolError`
       if ``env`` cannot be encoded.
+    * ``send_nowait(env)``: the same without ``await``, for code that must
+      not block (such as routing inside a node); raises ``trio.WouldBlock``
+      when the send buffer is full instead of waiting.
     * ``await receive()`` / ``async for env in conn``: the next envelope.
       Envelopes received before the connection closed are always delivered
       first; then ``receive`` raises :class:`ConnectionClosed` and iteration stops.
+    * ``await receive_batch(max_items=None)``: every envelope queued so far
+      (at least one), in order; raises :class:`ConnectionClosed` like ``receive``.
+    * ``set_receiver(on_envelope)``: direct mode.  The connection calls
+      ``on_envelope(env)`` synchronously, in its own reader task, for every
+      messaging envelope instead of queueing it for ``receive``.
     * ``await aclose(reason)``: graceful close (flushes, tells the peer).
     * ``peer``, ``closed``, ``close_reason``, ``rtt`` (last keepalive round trip).
     """
@@ -131,6 +139,7 @@ class Connection(abc.ABC):
         self._space_waiting = 0
         self._closing = False
         self._closed_event = trio.Event()
+        self._receiver: Callable[[Envelope], object] | None = None
         self._rx = 0  # activity counters, sampled by keepalive
         self._tx = 0
 
@@ -143,6 +152,16 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     async def send(self, env: Envelope) -> None: ...
 
+    def send_nowait(self, env: Envelope) -> None:
+        """Buffer ``env`` for sending without waiting.
+
+        Raises ``trio.WouldBlock`` when the send buffer is full (nothing is
+        buffered then: retry with ``await send(env)`` to wait for space),
+        :class:`ConnectionClosed` once the connection is closing, and
+        :class:`~eco.runtime.wire.ProtocolError` if ``env`` cannot be encoded.
+        """
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def aclose(self, reason: str = "closed") -> None: ...
 
@@ -152,6 +171,42 @@ class Connection(abc.ABC):
 
     async def receive(self) -> Envelope:
         inbox = self._inbox
+        if not inbox:
+            await self._wait_inbox()
+        env = inbox.popleft()
+        if inbox and self._readers_waiting:
+            self._readers.unpark()  # another receiver may take the rest
+        if self._space_waiting and len(inbox) < self.config.receive_queue:
+            self._inbox_space.unpark_all()
+        return env
+
+    async def receive_batch(self, max_items: int | None = None) -> list[Envelope]:
+        """Wait for at least one envelope, then return all queued ones (at most ``max_items``), in order.
+
+        One call per batch instead of one per envelope: the cheapest way to
+        drain a busy connection while keeping the receive queue's backpressure.
+        Raises :class:`ConnectionClosed` once the connection is closed and
+        everything received before has been returned.
+        """
+        inbox = self._inbox
+        if not inbox:
+            await self._wait_inbox()
+        if max_items is None or len(inbox) <= max_items:
+            batch = list(inbox)
+            inbox.clear()
+        else:
+            if max_items < 1:
+                raise ValueError("max_items must be at least 1")
+            popleft = inbox.popleft
+            batch = [popleft() for _ in range(max_items)]
+            if self._readers_waiting:
+                self._readers.unpark()
+        if self._space_waiting and len(inbox) < self.config.receive_queue:
+            self._inbox_space.unpark_all()
+        return batch
+
+    async def _wait_inbox(self) -> None:
+        inbox = self._inbox
         while not inbox:
             if self.close_reason is not None:
                 raise ConnectionClosed(self.close_reason)
@@ -160,10 +215,29 @@ class Connection(abc.ABC):
                 await self._readers.park()
             finally:
                 self._readers_waiting -= 1
-        env = inbox.popleft()
-        if self._space_waiting and len(inbox) < self.config.receive_queue:
+
+    def set_receiver(self, on_envelope: Callable[[Envelope], object] | None) -> None:
+        """Switch to direct delivery: call ``on_envelope(env)`` for each messaging envelope.
+
+        The callback runs synchronously in the connection's reader task (on
+        TCP, once per decoded envelope of each read, with no task switch per
+        message), in order, and must not block; its return value is ignored.
+        Envelopes already queued for ``receive`` are passed to it first, here.
+        While a receiver is set, ``receive`` gets nothing but still raises
+        :class:`ConnectionClosed` when the connection closes (so does
+        ``wait_closed``).  There is no receive-side backpressure in this mode:
+        the callback decides what to do with a message it cannot take.  If the
+        callback raises, the error is logged and the connection is closed.
+        ``set_receiver(None)`` goes back to queueing for ``receive``.
+        """
+        self._receiver = on_envelope
+        inbox = self._inbox
+        while on_envelope is not None and inbox and self._receiver is on_envelope:
+            on_envelope(inbox.popleft())
+        if self._space_waiting:
             self._inbox_space.unpark_all()
-        return env
+        if on_envelope is None and inbox and self._readers_waiting:
+            self._readers.unpark()
 
     def __aiter__(self) -> Connection:
         return self
@@ -180,12 +254,20 @@ class Connection(abc.ABC):
     # ------------------------------------------------------ for implementations
 
     def _deliver(self, env: Envelope) -> None:
-        """Handle one received envelope: control kinds here, the rest to the inbox."""
+        """Handle one received envelope: control kinds here, the rest to the receiver or inbox."""
         self._rx += 1
-        kind = env.kind
+        kind = env[0]
         if kind >= 32:  # messaging and above; control kinds are 16..31
-            self._inbox.append(env)
-            if self._readers_waiting:
+            receiver = self._receiver
+            if receiver is not None:
+                try:
+                    receiver(env)
+                except Exception as exc:
+                    self._receiver_failed(exc)
+                return
+            inbox = self._inbox
+            inbox.append(env)
+            if self._readers_waiting and len(inbox) == 1:
                 self._readers.unpark()
         elif kind == Kind.PING:
             if not self._closing:
@@ -201,6 +283,43 @@ class Connection(abc.ABC):
             self._peer_goodbye(f"the peer refused the connection ({code or 'no reason given'})")
         else:  # a handshake kind after the handshake
             raise ProtocolError(f"unexpected {Kind(kind).name} after the handshake")
+
+    def _deliver_batch(self, batch: list[Envelope], control: bool) -> None:
+        """Handle the envelopes of one read, in order (``control``: some have a kind below 32)."""
+        if control:
+            for env in batch:
+                self._deliver(env)
+            return
+        self._rx += len(batch)
+        receiver = self._receiver
+        if receiver is None:
+            inbox = self._inbox
+            was_empty = not inbox
+            inbox.extend(batch)
+            if was_empty and self._readers_waiting:
+                self._readers.unpark()
+            return
+        try:
+            for i, env in enumerate(batch):
+                if self._receiver is not receiver:
+                    # The callback switched receivers: the rest go the new way.
+                    self._rx -= len(batch) - i
+                    self._deliver_batch(batch[i:], False)
+                    return
+                receiver(env)
+        except Exception as exc:
+            self._receiver_failed(exc)
+
+    def _receiver_failed(self, exc: Exception) -> None:
+        log.error(
+            "receiver of connection to node %s at %s failed; closing the connection",
+            self.peer.node, self.peer.address, exc_info=exc,
+        )
+        self._abort(f"receiver failed: {type(exc).__name__}: {exc}")
+
+    def _abort(self, reason: str, *, error: bool = True) -> None:
+        """Close now (implementations cancel their tasks)."""
+        raise NotImplementedError
 
     def _inbox_full(self) -> bool:
         return len(self._inbox) >= self.config.receive_queue

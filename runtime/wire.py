@@ -137,7 +137,7 @@ class FrameEncoder:
             data = self._pack((WIRE_VERSION, *env))
         except (TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(f"cannot encode {_kind_label(env.kind)} envelope: {exc}") from exc
-        if len(data) > self.max_frame_size or env[0] not in _KIND_BY_VALUE or type(env[1]) is not str:
+        if len(data) > self.max_frame_size or env[0] not in _KIND_BY_VALUE or type(env[1]) is not str or type(env[4]) is not int:
             self._reject(env, data)
         return data
 
@@ -148,7 +148,7 @@ class FrameEncoder:
             data = self._pack((WIRE_VERSION, *env))
         except (TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(f"cannot encode {_kind_label(env.kind)} envelope: {exc}") from exc
-        if len(data) > self.max_frame_size or env[0] not in _KIND_BY_VALUE or type(env[1]) is not str:
+        if len(data) > self.max_frame_size or env[0] not in _KIND_BY_VALUE or type(env[1]) is not str or type(env[4]) is not int:
             self._reject(env, data)
         buffer = self.buffer
         buffer += data
@@ -185,7 +185,7 @@ class FrameDecoder:
     must then be discarded.  ``ext_hook`` is passed to msgpack.
     """
 
-    __slots__ = ("_unpacker", "_offset", "max_frame_size", "read_size", "_broken")
+    __slots__ = ("_unpacker", "_offset", "_fed", "max_frame_size", "read_size", "_broken")
 
     def __init__(
         self,
@@ -209,7 +209,8 @@ class FrameDecoder:
             strict_map_key=False,
             **kwargs,
         )
-        self._offset = 0
+        self._offset = 0  # stream offset of the end of the last decoded frame
+        self._fed = 0  # stream offset of the end of the fed bytes
         self._broken = False
 
     def feed(self, data: bytes) -> None:
@@ -220,6 +221,59 @@ class FrameDecoder:
         except msgpack.BufferFull:
             self._broken = True
             raise FrameTooLarge(f"frame exceeds the maximum frame size of {self.max_frame_size} bytes") from None
+        self._fed += len(data)
+
+    def drain_into(self, out: list[Envelope]) -> bool:
+        """Append every complete envelope buffered so far to ``out``.
+
+        Returns True if any of them has a kind below 32 (handshake or
+        connection control), so a receiver can hand a batch of pure messaging
+        envelopes on without looking at each one.  On a bad frame the good
+        envelopes before it are already in ``out`` when
+        :class:`ProtocolError` is raised.  This is the receive hot path: it
+        builds a list instead of running a generator, and when fewer than
+        ``max_frame_size`` bytes are buffered (the usual case) no frame can be
+        too large, so the per-frame size check is skipped.
+        """
+        if self._fed - self._offset > self.max_frame_size:
+            # Rare (huge frames): take the exact per-frame path.
+            control = False
+            for env in self.envelopes():
+                out.append(env)
+                if env[0] < 32:
+                    control = True
+            return control
+        unpacker = self._unpacker
+        kinds = _KIND_BY_VALUE
+        new = _new_envelope
+        append = out.append
+        version = WIRE_VERSION
+        control = False
+        try:
+            for obj in unpacker:
+                if type(obj) is list and len(obj) == 7 and obj[0] == version and type(obj[2]) is str and type(obj[5]) is int:
+                    kind = kinds.get(obj[1])
+                    if kind is not None and type(obj[1]) is int:
+                        obj[1] = kind
+                        append(new(Envelope, obj[1:]))
+                        if kind < 32:
+                            control = True
+                        continue
+                env = _to_envelope(obj)
+                append(env)
+                if env[0] < 32:
+                    control = True
+        except ProtocolError:
+            self._broken = True
+            raise
+        except (msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+            self._broken = True
+            if "exceeds max" in str(exc):
+                raise FrameTooLarge(f"frame exceeds the maximum frame size of {self.max_frame_size} bytes ({exc})") from None
+            raise ProtocolError(f"malformed msgpack: {exc}") from None
+        finally:
+            self._offset = unpacker.tell()
+        return control
 
     def envelopes(self) -> Iterator[Envelope]:
         """Yield every complete envelope buffered so far."""

@@ -276,3 +276,17 @@ def test_examples_compile_to_the_same_plan_after_formatting(path):
     assert before.has_errors == after.has_errors
     if before.plan is not None:
         assert after.plan.model_copy(update={"sources": ()}) == before.plan.model_copy(update={"sources": ()})
+
+
+def test_trailing_comments_of_consecutive_lines_are_aligned():
+    text = "channel c {\n  priority: normal // a\n  delivery: at_least_once   // b\n  chunk: 1MB\n  parallelism: 2 // c\n}\n"
+    assert fmt(text) == src(
+        """
+        channel c {
+          priority: normal         // a
+          delivery: at_least_once  // b
+          chunk: 1MB
+          parallelism: 2  // c
+        }
+        """
+    )

@@ -12,3 +12,18 @@ def test_generated_tables_are_fresh():
     # State numbers depend on lark's set ordering; the shape must not.
     assert len(cached["states"]) == len(fresh.states)
     assert cached["rules"] == fresh.rules and cached["terminals"] == fresh.terminals
+
+
+def test_parsing_does_not_import_lark():
+    """Startup stays fast: the cached tables are used, lark is only needed to regenerate them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from eco.language import SourceFile, parse\n"
+        "r = parse(SourceFile('t.eco', 'cluster a { x: 1 }'))\n"
+        "assert r.ok and r.diagnostics == []\n"
+        "assert 'lark' not in sys.modules, 'lark imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

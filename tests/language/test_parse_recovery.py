@@ -4,7 +4,7 @@ import pytest
 
 from eco.language import Severity, ast
 
-from conftest import parse_text
+from lang_helpers import parse_text
 
 
 def diags(text):

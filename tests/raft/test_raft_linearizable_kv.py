@@ -52,7 +52,7 @@ def test_kv_linearizable_with_partitions_and_crashes(seed):
     _run(seed, 1500)
 
 
-@seeded(3)
+@seeded(2)
 def test_kv_linearizable_with_sqlite_storage(seed, tmp_path):
     _run(seed, 1000, tmp_path=tmp_path)
 

@@ -96,7 +96,7 @@ def _figure8(seed, iterations, net, storage_kwargs):
     return c
 
 
-@seeded(6)
+@seeded(4)
 def test_figure8(seed, tmp_path):
     c = _figure8(seed, 120, NetworkConfig(), dict(storage="sqlite", data_dir=tmp_path))
     c.close()

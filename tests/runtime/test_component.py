@@ -120,8 +120,7 @@ async def test_trapping_worker_gets_exits_in_handle_and_obeys_parent():
         async def parent(ctx):
             child = await ctx.spawn(Trapper, link=True)
             buddy = await ctx.spawn(Worker)
-            kernel.context(child).trap_exit  # spawned; now link child to a crashing buddy
-            await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()  # link the child to a buddy that then crashes
             kernel._link(kernel.context(child), buddy)
             kernel.exit(buddy, "error: boom")
             await trio.testing.wait_all_tasks_blocked()
