@@ -105,15 +105,56 @@ class TcpConnection(Connection):
         self._flushed = trio.Event()
         # Envelopes that arrived in the same reads as the handshake's last frame.
         self._early = framed.pending
+        self._add = framed.encoder.add
+        self._encode = framed.encoder.encode
+        # Direct writes (see _buffer): the socket's descriptor, and whether a
+        # frame was written directly since the writer or reader last ran.
+        self._fd = stream_fd(framed.stream)
+        self._wrote_directly = False
 
     async def send(self, env: Envelope) -> None:
         if self._closing:
             raise ConnectionClosed(self.close_reason or "the connection is closing")
         if len(self._sendbuf) >= self._limit:
             await self._wait_send_space()
-        self._encoder.add(env)
+        self._buffer(env)
+
+    def send_nowait(self, env: Envelope) -> None:
+        if self._closing:
+            raise ConnectionClosed(self.close_reason or "the connection is closing")
+        if len(self._sendbuf) >= self._limit:
+            raise trio.WouldBlock
+        self._buffer(env)
+
+    def _buffer(self, env: Envelope) -> None:
+        """Send ``env`` now if the line is idle, else queue it for the writer task.
+
+        When the writer is parked with nothing queued and no frame went out
+        directly since it or the reader last ran, the frame is written to the
+        non-blocking socket right here: a lone message (a request, a reply)
+        costs no task switch and no added latency.  Anything sent after that
+        in the same burst is queued and the writer sends the lot in one write,
+        so a flood still costs one system call per batch, not per message.
+        """
         if self._writer_idle:
+            if not self._sendbuf and not self._wrote_directly and self._fd >= 0:
+                data = self._encode(env)
+                self._wrote_directly = True
+                try:
+                    sent = os.write(self._fd, data)
+                except OSError:  # would block, or broken: the writer deals with it
+                    sent = 0
+                if sent == len(data):
+                    self._tx += 1
+                    return
+                self._sendbuf += data[sent:]
+                self._encoder._frames += 1
+            else:
+                self._add(env)
+            self._writer_idle = False  # (one wake-up is enough)
             self._writer_lot.unpark()
+        else:
+            self._add(env)
 
     async def _wait_send_space(self) -> None:
         while len(self._sendbuf) >= self._limit:
@@ -123,8 +164,9 @@ class TcpConnection(Connection):
 
     def _send_control(self, env: Envelope) -> None:
         if self.close_reason is None:
-            self._encoder.add(env)
+            self._add(env)
             if self._writer_idle:
+                self._writer_idle = False
                 self._writer_lot.unpark()
 
     async def aclose(self, reason: str = "closed") -> None:
@@ -172,17 +214,28 @@ class TcpConnection(Connection):
 
     async def _reader(self) -> None:
         stream, decoder = self._stream, self._decoder
+        receive_some, feed, drain_into = stream.receive_some, decoder.feed, decoder.drain_into
+        deliver_batch = self._deliver_batch
+        inbox, limit = self._inbox, self.config.receive_queue
+        batch: list[Envelope] = []
         try:
             while self._early:
                 self._deliver(self._early.popleft())
             while True:
-                data = await stream.receive_some(_READ_SIZE)
+                data = await receive_some(_READ_SIZE)
                 if not data:
                     break
-                decoder.feed(data)
-                for env in decoder.envelopes():
-                    self._deliver(env)
-                if self._inbox_full():
+                self._wrote_directly = False  # (we went through a scheduling point)
+                try:
+                    feed(data)
+                    control = drain_into(batch)
+                except ProtocolError:
+                    deliver_batch(batch, True)  # the good frames before the bad one
+                    raise
+                if batch:
+                    deliver_batch(batch, control)
+                    batch = []
+                if len(inbox) >= limit:
                     await self._wait_inbox_space()
         except ProtocolError as exc:
             self._abort(f"protocol error: {exc}")
@@ -199,23 +252,33 @@ class TcpConnection(Connection):
             self._abort("the peer closed the connection without saying goodbye")
 
     async def _writer(self) -> None:
-        stream, encoder = self._stream, self._encoder
+        stream, encoder, fd = self._stream, self._encoder, self._fd
+        sendbuf, space_lot = self._sendbuf, self._space_lot
         try:
             while True:
-                while not encoder.pending_frames:
+                while not sendbuf:
                     if self._closing:
                         self._flushed.set()
                         await stream.send_eof()
                         return
+                    self._wrote_directly = False
                     self._writer_idle = True
                     try:
                         await self._writer_lot.park()
                     finally:
                         self._writer_idle = False
                 data = encoder.take()
-                if self._space_lot:
-                    self._space_lot.unpark_all()
-                await stream.send_all(data)
+                if space_lot:
+                    space_lot.unpark_all()
+                # Try the non-blocking socket first; trio waits for the rest.
+                sent = 0
+                if fd >= 0:
+                    try:
+                        sent = os.write(fd, data)
+                    except BlockingIOError:
+                        pass
+                if sent < len(data):
+                    await stream.send_all(memoryview(data)[sent:])
                 self._tx += 1
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._abort(f"connection broken while sending: {exc or type(exc).__name__}")
@@ -308,6 +371,17 @@ async def open_tcp_transport(config: TransportConfig) -> AsyncIterator[TcpTransp
             yield transport
         finally:
             nursery.cancel_scope.cancel()
+
+
+def stream_fd(stream: trio.SocketStream) -> int:
+    """The socket's file descriptor for direct non-blocking writes, or -1 where
+    ``os.write`` cannot write to sockets (Windows)."""
+    if os.name != "posix":
+        return -1
+    try:
+        return stream.socket.fileno()
+    except (AttributeError, OSError):
+        return -1
 
 
 def _peer_address(stream: trio.SocketStream) -> str:
