@@ -321,7 +321,7 @@ def overlay_problems(net: SimNet, *, min_active: int = 1) -> list[str]:
             problems.append(f"{name} lists itself")
         if len(view.active) > cfg.active or len(view.passive) > cfg.passive:
             problems.append(f"{name} views too large: {len(view.active)} active, {len(view.passive)} passive")
-        if len(view.active) < min_active:
+        if len(view.active) < min_active and len(live) > 1:
             problems.append(f"{name} has {len(view.active)} active neighbours")
         if view.active & view.passive:
             problems.append(f"{name} has {sorted(view.active & view.passive)} in both views")
