@@ -1,0 +1,116 @@
+"""Membership benchmark (simulated): convergence time and message load at 100 / 1,000 / 10,000 nodes.
+
+Run:  /work/venv/bin/python bench/bench_membership.py [--sizes 100,1000,10000] [--seed 1]
+
+Everything runs on :class:`eco.runtime.membership_sim.SimNet` (simulated time,
+latency 1-10 ms, no loss), so the figures are simulated seconds and message
+counts, independent of the machine. Per size:
+
+* HyParView + Plumtree (plan defaults: active 5, passive 30, shuffle 10 s):
+  ``overlay_s`` -- from the last join until every view invariant holds and the
+  overlay is connected; ``event_s`` -- time for a membership event broadcast to
+  reach every node (mean over 5 events); ``msgs_node_s`` -- messages sent per
+  node per simulated second in steady state with one membership event per second.
+* SWIM (plan defaults: probe 1 s, k = 3, suspicion 5 s), up to 1,000 nodes
+  (every node holds the full member list, which for 10,000 simulated nodes in
+  one process would be 10^8 records): ``join_s`` -- until every node knows every
+  node; ``detect_s`` -- from a crash until every node has it down;
+  ``msgs_node_s`` -- steady state.
+
+The last line is a one-line JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+
+from eco.plan.models import HyParViewTopology, SwimDetector
+from eco.runtime.membership import MemberState
+from eco.runtime.membership_sim import SimNet, build_overlay, overlay_problems
+from eco.runtime.swim import SwimNode
+
+
+def bench_overlay(n: int, seed: int) -> dict:
+    net = SimNet(seed, fifo=True)
+    arrivals: dict = {}
+    spacing = min(0.02, 50.0 / n)
+    names = build_overlay(
+        net, n, HyParViewTopology(), join_spacing=spacing, track_members=False,
+        on_deliver=lambda node, d: arrivals.setdefault(d.id, []).append(net.now),
+    )
+    joined = net.now
+    done = net.run_until_true(lambda: not overlay_problems(net), timeout=300, step=0.5)
+    overlay_s = None if done is None else done - joined
+    latencies = []
+    for _ in range(5):
+        src = net.rng.choice(names)
+        start = net.now
+        net.call(src, "broadcast", ("member-event", src))
+        msg_id = (src, net.nodes[src].tree._seq)
+        net.run_for(5)
+        times = arrivals.get(msg_id, [])
+        latencies.append(max(times) - start if len(times) == n else None)
+    duration = 20.0 if n <= 1000 else 10.0
+    before = sum(net.sent.values())
+    end = net.now + duration
+    while net.now < end:
+        net.call(net.rng.choice(names), "broadcast", ("member-event",))
+        net.run_for(1.0)
+    load = (sum(net.sent.values()) - before) / n / duration
+    complete = [x for x in latencies if x is not None]
+    return {
+        "overlay_s": overlay_s,
+        "event_s": round(sum(complete) / len(complete), 4) if complete else None,
+        "event_all_reached": len(complete) == len(latencies),
+        "msgs_node_s": round(load, 2),
+    }
+
+
+def bench_swim(n: int, seed: int) -> dict:
+    net = SimNet(seed)
+    names = [f"n{i:05d}" for i in range(n)]
+    for i, name in enumerate(names):
+        net.add(name, SwimNode(name, SwimDetector(), rng=random.Random(f"{seed}/{name}"), seeds=names[:1]))
+
+    def knows(state, who):
+        return all(net.nodes[x].members.get(w) is not None and net.nodes[x].members.get(w).state == state
+                   for x in net.alive() for w in who)
+
+    join_s = net.run_until_true(lambda: knows(MemberState.UP, names), timeout=120, step=0.5)
+    net.run_for(10)
+    before, start = sum(net.sent.values()), net.now
+    net.run_for(20)
+    load = (sum(net.sent.values()) - before) / n / (net.now - start)
+    victim = names[-1]
+    crashed_at = net.now
+    net.crash([victim])
+    detected = net.run_until_true(lambda: knows(MemberState.DOWN, [victim]), timeout=120, step=0.25)
+    return {
+        "join_s": join_s,
+        "detect_s": None if detected is None else round(detected - crashed_at, 2),
+        "msgs_node_s": round(load, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--swim-max", type=int, default=1000, help="largest size to run SWIM at")
+    args = parser.parse_args()
+    summary: dict = {"bench": "membership_simulated", "seed": args.seed}
+    for n in (int(s) for s in args.sizes.split(",")):
+        t0 = time.perf_counter()
+        row = {"hyparview_plumtree": bench_overlay(n, args.seed)}
+        row["swim"] = bench_swim(n, args.seed) if n <= args.swim_max else None
+        row["wall_s"] = round(time.perf_counter() - t0, 1)
+        print(f"n={n}: {json.dumps(row)}", flush=True)
+        summary[str(n)] = row
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
