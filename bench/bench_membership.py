@@ -79,7 +79,10 @@ def bench_swim(n: int, seed: int) -> dict:
         return all(net.nodes[x].members.get(w) is not None and net.nodes[x].members.get(w).state == state
                    for x in net.alive() for w in who)
 
-    join_s = net.run_until_true(lambda: knows(MemberState.UP, names), timeout=120, step=0.5)
+    def all_joined():
+        return all(net.nodes[x].members.count_alive() == n for x in names)
+
+    join_s = net.run_until_true(all_joined, timeout=300, step=1.0)
     net.run_for(10)
     before, start = sum(net.sent.values()), net.now
     net.run_for(20)
@@ -99,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--swim-max", type=int, default=1000, help="largest size to run SWIM at")
+    parser.add_argument("--swim-max", type=int, default=100, help="largest size to run SWIM at")
     args = parser.parse_args()
     summary: dict = {"bench": "membership_simulated", "seed": args.seed}
     for n in (int(s) for s in args.sizes.split(",")):

@@ -102,6 +102,12 @@ class Program:
         self._by_key: dict[str, LoadedModule] = {}
         self.project: dict[str, dict[str, Symbol]] = {k: {} for k in KINDS}
         self.std: dict[str, dict[str, Symbol]] = {k: {} for k in KINDS}
+        # Per (module, kind, extra): the names visible there and the "did you mean" guess
+        # already computed for each unknown name.  Without them every unknown reference
+        # rebuilt and searched the whole candidate list, quadratic in a large file with
+        # many bad references.
+        self._visible_cache: dict[tuple, tuple[list[str], dict[str, str | None]]] = {}
+        self._suggest_budget = _SUGGEST_BUDGET
 
     @property
     def root(self) -> LoadedModule | None:
@@ -401,15 +407,15 @@ class Program:
 
     def _unknown(self, module, kind, ref, shown, extra, *, hint=None, candidates=None, replacement=None):
         if candidates is None:
-            candidates = list(module.own[kind])
-            for imp in module.imports:
-                if imp.module is not None:
-                    prefix = "std." if imp.module.is_std else (f"{imp.alias}." if imp.alias else "")
-                    candidates.extend(prefix + n for n in imp.module.own[kind])
-                    if imp.alias and not imp.module.is_std:
-                        candidates.extend(imp.module.own[kind])
-        candidates = list(candidates) + list(extra)
-        guess = replacement or suggest(shown, candidates)
+            candidates, guesses = self._visible(module, kind, extra)
+        else:
+            candidates, guesses = list(candidates) + list(extra), {}
+        if replacement:
+            guess = replacement
+        elif shown in guesses:
+            guess = guesses[shown]
+        else:
+            guess = guesses[shown] = self._suggest(shown, candidates)
         if guess:
             self._mark_guess_used(module, kind, guess)
         diag = error(
@@ -418,14 +424,48 @@ class Program:
             fix=Fix(f"use `{guess}`", (Edit(ref.span, guess),)) if guess else None,
         )
         if not guess and not hint:
-            visible = sorted(set(candidates))
-            if visible:
-                shown_names = ", ".join(f"`{n}`" for n in visible[:8]) + (", ..." if len(visible) > 8 else "")
-                diag.notes.append(f"known {kind}s here: {shown_names}")
-            else:
-                diag.notes.append(f"no {kind} is declared or imported in this file")
+            known = guesses.get(_KNOWN_NOTE)
+            if known is None:
+                visible = sorted(set(candidates))
+                if visible:
+                    shown_names = ", ".join(f"`{n}`" for n in visible[:8]) + (", ..." if len(visible) > 8 else "")
+                    known = f"known {kind}s here: {shown_names}"
+                else:
+                    known = f"no {kind} is declared or imported in this file"
+                guesses[_KNOWN_NOTE] = known
+            diag.notes.append(known)
         self.bag.add(diag)
 
+
+    def _suggest(self, shown: str, candidates: list[str]) -> str | None:
+        """``suggest`` within a per-compile budget of compared names.
+
+        A fuzzy match costs time per candidate, so a huge file with thousands of
+        distinct bad references would take quadratic time.  Once the budget is
+        spent, only case-insensitive exact matches are suggested; files of a
+        normal size never get near it.
+        """
+        self._suggest_budget -= len(candidates)
+        if self._suggest_budget >= 0:
+            return suggest(shown, candidates)
+        lowered = shown.lower()
+        return next((c for c in candidates if c != shown and c.lower() == lowered), None)
+
+    def _visible(self, module, kind, extra) -> tuple[list[str], dict[str, str | None]]:
+        """The names of ``kind`` visible in ``module`` (plus ``extra``), computed once."""
+        key = (id(module), kind, tuple(extra))
+        cached = self._visible_cache.get(key)
+        if cached is None:
+            candidates = list(module.own[kind])
+            for imp in module.imports:
+                if imp.module is not None:
+                    prefix = "std." if imp.module.is_std else (f"{imp.alias}." if imp.alias else "")
+                    candidates.extend(prefix + n for n in imp.module.own[kind])
+                    if imp.alias and not imp.module.is_std:
+                        candidates.extend(imp.module.own[kind])
+            candidates.extend(extra)
+            cached = self._visible_cache[key] = (candidates, {})
+        return cached
 
     def _mark_guess_used(self, module: LoadedModule, kind: str, guess: str) -> None:
         """A misspelt reference most likely meant ``guess``: do not also call that declaration unused."""
@@ -436,6 +476,12 @@ class Program:
         symbol = self.std[kind].get(name) if guess.startswith("std.") else self.project[kind].get(name)
         if symbol is not None:
             symbol.used = True
+
+
+_KNOWN_NOTE = "\0known"  # key of the cached "known names" note among the cached guesses (not a name)
+
+_SUGGEST_BUDGET = 50_000
+"""How many candidate names "did you mean" may compare in one compile (see ``Program._suggest``)."""
 
 
 def _target_text(decl: ast.ImportDecl) -> str:

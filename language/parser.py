@@ -234,21 +234,27 @@ class _TokenStream:
         self.last_stray: _Tok | None = None  # the last closer that matched no open bracket
         self.last_closer: _Tok | None = None  # the last closer and the brackets it closed
         self.last_closed: list[_Tok] = []
-        self._suppress_sep = True
-        self._carries = False
-        self._after_comma = False
         self._deep_reported = False
 
     def __iter__(self):
         """Yield ``(token, depth_before, braces_before)``; ends with ``$END``."""
+        # Runs once per token: state lives in locals, and tokens that are
+        # dropped (newlines outside `{ }`, repeated separators) are never built.
         text = self.text
         n = len(text)
         g = self.grammar
         match = g.master.match
+        ident_match = g.ident.match
         keywords = g.keywords
         states = g.states
-        lr = self.p.state
+        sstack = self.p.state.state_stack
         stack = self.stack
+        comment_types = _COMMENT_TYPES
+        openers = _OPENERS
+        closers = _CLOSERS
+        suppress_sep = True  # the last token yielded inside `{ }` was a separator or `{`
+        carries = False  # inside `carries A, B`: its commas are not separators
+        after_comma = False
         pos = 0
         while True:
             m = match(text, pos)
@@ -262,65 +268,62 @@ class _TokenStream:
             typ = m.lastgroup
             start = m.start(typ)
             pos = m.end()
+            if typ == "_NL":
+                if not stack or stack[-1].type != "LBRACE":
+                    continue
+                if carries:
+                    if after_comma:
+                        continue
+                    carries = False
+                if suppress_sep:
+                    continue
+                suppress_sep = True
+                yield _Tok("_SEP", text[start:pos], start, pos), len(stack), self.braces
+                continue
             # The contextual part of lexing: what the parser state can accept.
             if typ == "IDENT" or typ == "MODREF":
-                accepts = states[lr.state_stack[-1]]
+                accepts = states[sstack[-1]]
                 if typ == "MODREF" and ("MODREF" not in accepts or self.skipping):
-                    pos = g.ident.match(text, start).end()
+                    pos = ident_match(text, start).end()
                     typ = "IDENT"
                 if typ == "IDENT":
                     kw = keywords.get(text[start:pos])
                     if kw is not None and (kw in accepts or self.skipping):
                         typ = kw
+            elif typ in comment_types:
+                self._comment(_Tok(typ, text[start:pos], start, pos))
+                continue
+            elif typ == "COMMA" and not carries and stack and stack[-1].type == "LBRACE":
+                if suppress_sep:
+                    continue
+                suppress_sep = True
+                yield _Tok("_SEP", text[start:pos], start, pos), len(stack), self.braces
+                continue
             tok = _Tok(typ, text[start:pos], start, pos)
-            if typ in _COMMENT_TYPES:
-                self._comment(tok)
-                continue
-            top = stack[-1].type if stack else None
-            if typ == "_NL":
-                if top != "LBRACE":
-                    continue
-                if self._carries:
-                    if self._after_comma:
-                        continue
-                    self._carries = False
-                if self._suppress_sep:
-                    continue
-                self._suppress_sep = True
-                tok.type = "_SEP"
-                yield tok, len(stack), self.braces
-                continue
-            if typ == "COMMA" and top == "LBRACE" and not self._carries:
-                if self._suppress_sep:
-                    continue
-                self._suppress_sep = True
-                tok.type = "_SEP"
-                yield tok, len(stack), self.braces
-                continue
             depth, braces = len(stack), self.braces
-            if typ in _OPENERS:
+            if typ in openers:
                 stack.append(tok)
                 if typ == "LBRACE":
                     self.braces += 1
-                    self._suppress_sep = True
-                    self._carries = False
+                    suppress_sep = True
+                    carries = False
                 else:
-                    self._suppress_sep = False
+                    suppress_sep = False
                 if len(stack) > MAX_NESTING and not self.skipping:
                     self._too_deep(tok)
                     yield _retype(tok, "$TOO_DEEP"), depth, braces
                     continue
                 yield tok, depth, braces
                 continue
-            self._suppress_sep = False
-            if typ in _CLOSERS:
+            suppress_sep = False
+            if typ in closers:
                 self._close(tok)
-                self._carries = False
+                carries = False
             elif typ == "CARRIES":
-                self._carries = True
-                self._after_comma = False
-            elif self._carries:
-                self._after_comma = typ == "COMMA"
+                carries = True
+                after_comma = False
+            elif carries:
+                after_comma = typ == "COMMA"
             yield tok, depth, braces
         yield _Tok("$END", "", n, n), len(stack), self.braces
 

@@ -80,7 +80,14 @@ class ShuffleReply:
     sent: tuple[str, ...]
 
 
-HyParViewMessage = Join | ForwardJoin | Connect | Neighbor | NeighborReply | Disconnect | Shuffle | ShuffleReply
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """Sent to every neighbour each shuffle period; a node that does not count the sender as a
+    neighbour answers :class:`Disconnect`, which repairs the one-sided links that crossing
+    messages (a Disconnect passing a Connect on the wire) can leave behind."""
+
+
+HyParViewMessage = KeepAlive | Join | ForwardJoin | Connect | Neighbor | NeighborReply | Disconnect | Shuffle | ShuffleReply
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +190,9 @@ class HyParViewNode:
             else:
                 self.passive.discard(src)
                 self._repair(now, out)
+        elif kind is KeepAlive:
+            if src not in self.active:
+                out.append(Send(src, Disconnect()))
         elif kind is Shuffle:
             self._shuffle_received(src, msg, out)  # type: ignore[arg-type]
         elif kind is ShuffleReply:
@@ -195,6 +205,7 @@ class HyParViewNode:
         out: list[Effect] = []
         if key[0] == "shuffle":  # type: ignore[index]
             self._shuffle(out)
+            out.extend(Send(peer, KeepAlive()) for peer in sorted(self.active))
             self._repair(now, out)
             if not self.active and not self._pending and not self.passive:
                 self._join(out)  # isolated: the join was lost or every contact died

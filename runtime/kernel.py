@@ -306,7 +306,7 @@ class Kernel:
         reason = NORMAL
         outer: BaseException | None = None
         try:
-            with ctx._scope:  # type: ignore[union-attr]
+            if 1:
                 coro = fn(ctx, *args)
                 if not hasattr(coro, "__await__"):
                     raise TypeError(f"process target {fn!r} must be an async function, it returned {coro!r}")

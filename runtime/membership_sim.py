@@ -214,8 +214,15 @@ class OverlayStack:
     def neighbors(self) -> set[str]:
         return self.view.neighbors()
 
+    #: seconds between member-list exchanges with a random neighbour; repairs records a
+    #: broadcast missed while the tree was changing under it
+    anti_entropy_interval = 5.0
+
     def start(self, now: float) -> list[Any]:
-        return self._route(now, self.view.start(now), "hv")
+        out = self._route(now, self.view.start(now), "hv")
+        if self.members is not None:
+            out.append(SetTimer(("ae", None), now + self.anti_entropy_interval))
+        return out
 
     def leave(self, now: float) -> list[Any]:
         out: list[Any] = []
@@ -243,6 +250,12 @@ class OverlayStack:
 
     def timer(self, now: float, key: Any) -> list[Any]:
         layer, inner = key
+        if layer == "ae":
+            out: list[Any] = [SetTimer(key, now + self.anti_entropy_interval)]
+            peer = self.view._pick(self.view.active)
+            if peer is not None and self.members is not None:
+                out.append(Send(peer, MemberDigest(tuple(self.members))))
+            return out
         core = self.view if layer == "hv" else self.tree
         return self._route(now, core.timer(now, inner), layer)
 

@@ -73,6 +73,9 @@ HANDSHAKE_KINDS = frozenset({Kind.HELLO, Kind.AUTH, Kind.ACCEPT, Kind.REFUSE})
 CONTROL_KINDS = frozenset({Kind.PING, Kind.PONG, Kind.GOODBYE})
 
 _KIND_BY_VALUE: dict[int, Kind] = {k.value: k for k in Kind}
+# Kind (or plain int) -> plain int.  msgpack packs an IntEnum member several
+# times slower than an int, so the encoder converts first.
+_KIND_INT: dict[int, int] = {k.value: k.value for k in Kind}
 
 
 class ProtocolError(Exception):
@@ -133,25 +136,20 @@ class FrameEncoder:
 
     def encode(self, env: Envelope) -> bytes:
         """Return the frame for ``env`` without buffering it."""
+        kind, channel, source, destination, sequence, payload = env
+        value = _KIND_INT.get(kind)
         try:
-            data = self._pack((WIRE_VERSION, *env))
+            data = self._pack((WIRE_VERSION, kind if value is None else value, channel, source, destination, sequence, payload))
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ProtocolError(f"cannot encode {_kind_label(env.kind)} envelope: {exc}") from exc
-        if len(data) > self.max_frame_size or env[0] not in _KIND_BY_VALUE or type(env[1]) is not str or type(env[4]) is not int:
+            raise ProtocolError(f"cannot encode {_kind_label(kind)} envelope: {exc}") from exc
+        if len(data) > self.max_frame_size or value is None or type(channel) is not str or type(sequence) is not int or (value == 1 and type(kind) is bool):
             self._reject(env, data)
         return data
 
     def add(self, env: Envelope) -> int:
         """Append ``env``'s frame to the send buffer; return the buffered byte count."""
-        # (encode() inlined: this is the per-message hot path.)
-        try:
-            data = self._pack((WIRE_VERSION, *env))
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ProtocolError(f"cannot encode {_kind_label(env.kind)} envelope: {exc}") from exc
-        if len(data) > self.max_frame_size or env[0] not in _KIND_BY_VALUE or type(env[1]) is not str or type(env[4]) is not int:
-            self._reject(env, data)
         buffer = self.buffer
-        buffer += data
+        buffer += self.encode(env)
         self._frames += 1
         return len(buffer)
 
@@ -185,7 +183,7 @@ class FrameDecoder:
     must then be discarded.  ``ext_hook`` is passed to msgpack.
     """
 
-    __slots__ = ("_unpacker", "_offset", "_fed", "max_frame_size", "read_size", "_broken")
+    __slots__ = ("_unpacker", "_offset", "_fed", "_stop", "max_frame_size", "read_size", "_broken")
 
     def __init__(
         self,
@@ -211,6 +209,7 @@ class FrameDecoder:
         )
         self._offset = 0  # stream offset of the end of the last decoded frame
         self._fed = 0  # stream offset of the end of the fed bytes
+        self._stop = False
         self._broken = False
 
     def feed(self, data: bytes) -> None:
@@ -223,57 +222,73 @@ class FrameDecoder:
             raise FrameTooLarge(f"frame exceeds the maximum frame size of {self.max_frame_size} bytes") from None
         self._fed += len(data)
 
-    def drain_into(self, out: list[Envelope]) -> bool:
-        """Append every complete envelope buffered so far to ``out``.
+    def drain_to(self, on_message: Callable[[Envelope], object], on_other: Callable[[Envelope], object]) -> bool:
+        """Pass every complete envelope buffered so far, in order, to
+        ``on_message`` (kinds 32 and above: messaging) or ``on_other``
+        (handshake and connection control).
 
-        Returns True if any of them has a kind below 32 (handshake or
-        connection control), so a receiver can hand a batch of pure messaging
-        envelopes on without looking at each one.  On a bad frame the good
-        envelopes before it are already in ``out`` when
-        :class:`ProtocolError` is raised.  This is the receive hot path: it
-        builds a list instead of running a generator, and when fewer than
-        ``max_frame_size`` bytes are buffered (the usual case) no frame can be
-        too large, so the per-frame size check is skipped.
+        This is the receive hot path: no generator and no per-envelope list,
+        and when at most ``max_frame_size`` bytes are buffered (the usual
+        case) no frame can be too large, so the per-frame size check is
+        skipped.  Envelopes before a bad frame are handed on before
+        :class:`ProtocolError` is raised.  Exceptions raised by the callbacks
+        propagate unchanged (the decoder stays usable).  Returns True if
+        :meth:`stop` was called from a callback; the remaining envelopes stay
+        buffered for the next call.
         """
+        self._stop = False
         if self._fed - self._offset > self.max_frame_size:
             # Rare (huge frames): take the exact per-frame path.
-            control = False
             for env in self.envelopes():
-                out.append(env)
-                if env[0] < 32:
-                    control = True
-            return control
+                (on_message if env[0] >= 32 else on_other)(env)
+                if self._stop:
+                    return True
+            return False
         unpacker = self._unpacker
         kinds = _KIND_BY_VALUE
         new = _new_envelope
-        append = out.append
         version = WIRE_VERSION
-        control = False
+        delivering = False
         try:
             for obj in unpacker:
-                if type(obj) is list and len(obj) == 7 and obj[0] == version and type(obj[2]) is str and type(obj[5]) is int:
-                    kind = kinds.get(obj[1])
-                    if kind is not None and type(obj[1]) is int:
-                        obj[1] = kind
-                        append(new(Envelope, obj[1:]))
-                        if kind < 32:
-                            control = True
-                        continue
-                env = _to_envelope(obj)
-                append(env)
-                if env[0] < 32:
-                    control = True
-        except ProtocolError:
-            self._broken = True
-            raise
+                try:
+                    v, k, c, s, d, q, p = obj
+                    kind = kinds[k]
+                except (ValueError, TypeError, KeyError):
+                    kind = None
+                if kind is not None and type(obj) is list and v == version and type(k) is int and type(c) is str and type(q) is int:
+                    env = new(Envelope, (kind, c, s, d, q, p))
+                else:
+                    env = _to_envelope(obj)
+                    kind = env[0]
+                delivering = True
+                if kind >= 32:
+                    on_message(env)
+                else:
+                    on_other(env)
+                delivering = False
+                if self._stop:
+                    return True
         except (msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+            if delivering:
+                raise
             self._broken = True
+            if isinstance(exc, ProtocolError):
+                raise
             if "exceeds max" in str(exc):
                 raise FrameTooLarge(f"frame exceeds the maximum frame size of {self.max_frame_size} bytes ({exc})") from None
             raise ProtocolError(f"malformed msgpack: {exc}") from None
+        except ProtocolError:
+            if not delivering:
+                self._broken = True
+            raise
         finally:
             self._offset = unpacker.tell()
-        return control
+        return False
+
+    def stop(self) -> None:
+        """Make a running :meth:`drain_to` return after the current envelope."""
+        self._stop = True
 
     def envelopes(self) -> Iterator[Envelope]:
         """Yield every complete envelope buffered so far."""

@@ -88,7 +88,9 @@ def test_plumtree_prunes_to_a_tree(seed):
     before = net.sent_by_type["Gossip"]
     assert _broadcast_reaches_all(net, delivered)
     # ...after which a broadcast costs one full copy per node, not one per link.
-    assert net.sent_by_type["Gossip"] - before == len(net.alive()) - 1
+    # (Without pruning it would be about active/2 = 2.5 copies per node; links that changed
+    # since the last broadcast may still carry a few duplicates.)
+    assert net.sent_by_type["Gossip"] - before <= 1.1 * (len(net.alive()) - 1)
 
 
 @pytest.mark.parametrize("n", [5, 50, 100])
