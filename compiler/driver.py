@@ -158,11 +158,39 @@ def _compile(source: SourceFile, key: str, read_diags: list[Diagnostic], resolve
 
     return CompileResult(
         path=source.path,
-        diagnostics=bag.items,
+        diagnostics=_drop_follow_ons(bag.items),
         sources=dict(program.sources),
         module=root.tree if root is not None else None,
         _plan_data=data,
     )
+
+
+def _drop_follow_ons(items: list[Diagnostic]) -> list[Diagnostic]:
+    """Drop check diagnostics that sit on a token the lexer or parser already rejected.
+
+    A malformed literal such as ``256KX`` is reported once, by the parser; the value
+    checks would otherwise report the same mistake again ("expected a size").
+    """
+    import bisect
+
+    bad: dict[str, list[tuple[int, int]]] = {}
+    for d in items:
+        if d.span is not None and d.code.startswith("ECO00") and d.severity is Severity.ERROR:
+            bad.setdefault(d.span.source.path, []).append((d.span.start, d.span.end))
+    if not bad:
+        return items
+    for spans in bad.values():
+        spans.sort()
+    kept = []
+    for d in items:
+        spans = bad.get(d.path) if d.span is not None and not d.code.startswith("ECO00") else None
+        if spans:
+            i = bisect.bisect_left(spans, (d.span.end, d.span.end))
+            # spans are short tokens; the nearest few before d's end are the only candidates
+            if any(s < d.span.end and d.span.start < e for s, e in spans[max(0, i - 4):i]):
+                continue
+        kept.append(d)
+    return kept
 
 
 def _parse(source: SourceFile) -> tuple[ast.Module | None, list[Diagnostic]]:

@@ -774,7 +774,8 @@ class _Builder:
     # -- helpers
 
     def span(self, first, last) -> Span:
-        return Span(self.src, _start(first), _end(last))
+        return Span(self.src, first.start_pos if type(first) is _Tok else first.span.start,
+                    last.end_pos if type(last) is _Tok else last.span.end)
 
     def ident(self, tok: _Tok) -> ast.Ident:
         return ast.Ident(Span(self.src, tok.start_pos, tok.end_pos), tok.value)
@@ -821,11 +822,17 @@ class _Builder:
         items = [x for x in c[1:-1] if not isinstance(x, _Tok)]
         start, end = c[0].start_pos, c[-1].end_pos
         src = self.src
-        multiline = src.position(start).line != src.position(end).line
+        text = src.text
+        # Spans a line break (the same as "starts and ends on different lines", without two bisects).
+        multiline = text.find("\n", start, end) != -1 or text.find("\r", start, end) != -1
         return ast.ObjectExpr(Span(src, start, end), items, multiline)
 
     def r_property(self, c):
-        return ast.Property(self.span(c[0], c[-1]), self.ident(c[0]), [self.term(x) for x in c[2:]])
+        key = c[0]
+        src = self.src
+        term = self.term
+        return ast.Property(self.span(key, c[-1]), ast.Ident(Span(src, key.start_pos, key.end_pos), key.value),
+                            [term(x) for x in c[2:]])
 
     def r_command(self, c):
         return ast.Command(self.span(c[0], c[-1]), self.ident(c[0]), [self.term(x) for x in c[1:]])
@@ -848,7 +855,7 @@ class _Builder:
     # -- terms
 
     def term(self, x):
-        if isinstance(x, _Tok):
+        if type(x) is _Tok:
             if x.type == "NUMBER":
                 return self.number(x)
             if x.type == "MODREF":
@@ -866,8 +873,11 @@ class _Builder:
         return ast.RangeExpr(self.span(c[0], c[-1]), self.term(c[0]), self.term(c[2]))
 
     def r_name(self, c):
+        first = c[0]
+        if len(c) == 1:  # the common case: one word
+            return ast.Name(Span(self.src, first.start_pos, first.end_pos), (first.value,))
         parts = tuple(t.value for t in c if t.type == "IDENT")
-        return ast.Name(self.span(c[0], c[-1]), parts)
+        return ast.Name(Span(self.src, first.start_pos, c[-1].end_pos), parts)
 
     def r_string(self, c):
         tok = c[0]
@@ -910,14 +920,6 @@ _DECL_TYPES = (ast.ImportDecl, ast.ClusterDecl, ast.MessageDecl, ast.ChannelDecl
 
 def _is_punct(x) -> bool:
     return isinstance(x, _Tok) and x.type in ("COMMA", "LSQB", "RSQB", "LPAR", "RPAR")
-
-
-def _start(x) -> int:
-    return x.start_pos if isinstance(x, _Tok) else x.span.start
-
-
-def _end(x) -> int:
-    return x.end_pos if isinstance(x, _Tok) else x.span.end
 
 
 def _splice(children):

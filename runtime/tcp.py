@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
@@ -183,6 +183,10 @@ class TcpConnection(Connection):
             await self._closed_event.wait()
         self._abort(reason, error=False)
 
+    def set_receiver(self, on_envelope: Callable[[Envelope], object] | None) -> None:
+        super().set_receiver(on_envelope)
+        self._decoder.stop()  # (if called from the old receiver: the rest of the read goes the new way)
+
     def _peer_goodbye(self, reason: str) -> None:
         # Stop sending, flush, then half-close; the reader finishes at EOF.
         self._goodbye_reason = f"closed by the peer: {reason}" if reason else "closed by the peer"
@@ -214,10 +218,9 @@ class TcpConnection(Connection):
 
     async def _reader(self) -> None:
         stream, decoder = self._stream, self._decoder
-        receive_some, feed, drain_into = stream.receive_some, decoder.feed, decoder.drain_into
-        deliver_batch = self._deliver_batch
+        receive_some, feed, drain_to = stream.receive_some, decoder.feed, decoder.drain_to
         inbox, limit = self._inbox, self.config.receive_queue
-        batch: list[Envelope] = []
+        queue, other = inbox.append, self._deliver
         try:
             while self._early:
                 self._deliver(self._early.popleft())
@@ -226,15 +229,27 @@ class TcpConnection(Connection):
                 if not data:
                     break
                 self._wrote_directly = False  # (we went through a scheduling point)
-                try:
-                    feed(data)
-                    control = drain_into(batch)
-                except ProtocolError:
-                    deliver_batch(batch, True)  # the good frames before the bad one
-                    raise
-                if batch:
-                    deliver_batch(batch, control)
-                    batch = []
+                self._rx += 1
+                feed(data)
+                # Every complete frame of this read goes straight to the
+                # receiver callback, or onto the inbox with one wake-up.
+                while True:
+                    receiver = self._receiver
+                    if receiver is None:
+                        was_empty = not inbox
+                        stopped = drain_to(queue, other)
+                        if was_empty and inbox and self._readers_waiting:
+                            self._readers.unpark()
+                    else:
+                        try:
+                            stopped = drain_to(receiver, other)
+                        except (ProtocolError, trio.Cancelled):
+                            raise
+                        except Exception as exc:
+                            self._receiver_failed(exc)
+                            return
+                    if not stopped:
+                        break
                 if len(inbox) >= limit:
                     await self._wait_inbox_space()
         except ProtocolError as exc:

@@ -284,32 +284,6 @@ class Connection(abc.ABC):
         else:  # a handshake kind after the handshake
             raise ProtocolError(f"unexpected {Kind(kind).name} after the handshake")
 
-    def _deliver_batch(self, batch: list[Envelope], control: bool) -> None:
-        """Handle the envelopes of one read, in order (``control``: some have a kind below 32)."""
-        if control:
-            for env in batch:
-                self._deliver(env)
-            return
-        self._rx += len(batch)
-        receiver = self._receiver
-        if receiver is None:
-            inbox = self._inbox
-            was_empty = not inbox
-            inbox.extend(batch)
-            if was_empty and self._readers_waiting:
-                self._readers.unpark()
-            return
-        try:
-            for i, env in enumerate(batch):
-                if self._receiver is not receiver:
-                    # The callback switched receivers: the rest go the new way.
-                    self._rx -= len(batch) - i
-                    self._deliver_batch(batch[i:], False)
-                    return
-                receiver(env)
-        except Exception as exc:
-            self._receiver_failed(exc)
-
     def _receiver_failed(self, exc: Exception) -> None:
         log.error(
             "receiver of connection to node %s at %s failed; closing the connection",
