@@ -1,18 +1,23 @@
 """Wire benchmark: framing throughput, and eco's TCP Connection vs a raw trio+msgpack socket.
 
-Run:  /work/venv/bin/python bench/bench_wire.py [--messages 200000] [--round-trips 20000]
+Run:  /work/venv/bin/python bench/bench_wire.py [--messages 200000] [--round-trips 20000] [--runs 5]
 
 Both sides run as two trio tasks in one process over real loopback TCP (the
 two-OS-process node benchmark comes with the Node).  The raw baseline does the
 same work with a bare trio socket and msgpack: the sender packs messages into a
 buffer and flushes it in batches, the receiver feeds a streaming Unpacker.
-The last line is a JSON summary.
+eco is measured two ways: the queue API (``await send`` / ``async for``) and
+the fast paths a node uses (``send_nowait`` and a ``set_receiver`` callback).
+Each run measures raw and eco back to back; the figures are medians over the
+runs (the ratio is the median of the per-run ratios).  The last line is a JSON
+summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import msgpack
@@ -25,6 +30,7 @@ from eco.runtime.transport import TransportConfig
 from eco.runtime.wire import Envelope, FrameDecoder, FrameEncoder, Kind
 
 PAYLOAD = b"x" * 100
+CAST, CALL = int(Kind.CAST), int(Kind.CALL)  # the raw baseline packs plain ints
 COOKIE = Cookie.generate()
 
 
@@ -79,6 +85,56 @@ async def eco_one_way(n: int) -> float:
     return n / elapsed
 
 
+async def eco_one_way_fast(n: int) -> float:
+    """One-way with the node's fast paths: send_raw_nowait, and a raw receiver callback."""
+    done = trio.Event()
+    count = 0
+
+    def on_frame(frame):
+        nonlocal count
+        count += 1
+        if count == n:
+            done.set()
+
+    async def handler(conn):
+        conn.set_receiver(on_frame, raw=True)
+        await done.wait()
+
+    async with open_tcp_transport(_config("server")) as server, open_tcp_transport(_config("client")) as client:
+        address = await server.listen(handler)
+        conn = await client.connect(address)
+        send = conn.send_raw_nowait
+        start = time.perf_counter()
+        for i in range(n):
+            try:
+                send(CAST, "bench", None, None, i, PAYLOAD)
+            except trio.WouldBlock:
+                await conn.send(Envelope(CAST, "bench", None, None, i, PAYLOAD))
+        await done.wait()
+        elapsed = time.perf_counter() - start
+        await conn.aclose()
+    return n / elapsed
+
+
+async def eco_ping_pong_fast(n: int) -> float:
+    """Ping-pong where the server echoes from its receiver callback (as a node routes)."""
+    async def handler(conn):
+        send = conn.send_raw_nowait
+        conn.set_receiver(lambda frame: send(*frame[1:]), raw=True)
+        await conn.wait_closed()
+
+    async with open_tcp_transport(_config("server")) as server, open_tcp_transport(_config("client")) as client:
+        address = await server.listen(handler)
+        conn = await client.connect(address)
+        start = time.perf_counter()
+        for i in range(n):
+            conn.send_raw_nowait(CALL, "bench", None, None, i, PAYLOAD)
+            await conn.receive()
+        elapsed = time.perf_counter() - start
+        await conn.aclose()
+    return n / elapsed
+
+
 async def eco_ping_pong(n: int) -> float:
     async def handler(conn):
         async for env in conn:
@@ -123,7 +179,7 @@ async def raw_one_way(n: int) -> float:
         packer = msgpack.Packer(autoreset=False)
         start = time.perf_counter()
         for i in range(n):
-            packer.pack([1, Kind.CAST, "bench", None, None, i, PAYLOAD])
+            packer.pack([1, CAST, "bench", None, None, i, PAYLOAD])
             if packer.getbuffer().nbytes > 65536:
                 await stream.send_all(packer.bytes())
                 packer.reset()
@@ -150,7 +206,7 @@ async def raw_ping_pong(n: int) -> float:
         unpacker = msgpack.Unpacker()
         start = time.perf_counter()
         for i in range(n):
-            await stream.send_all(msgpack.packb([1, Kind.CALL, "bench", None, None, i, PAYLOAD]))
+            await stream.send_all(msgpack.packb([1, CALL, "bench", None, None, i, PAYLOAD]))
             got = False
             while not got:
                 unpacker.feed(await stream.receive_some(65536))
@@ -162,30 +218,62 @@ async def raw_ping_pong(n: int) -> float:
     return n / elapsed
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--round-trips", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=5, help="repetitions; medians are reported")
     args = parser.parse_args()
 
     framing = bench_framing(args.messages)
     print(f"framing: encode {framing['encode_per_s']:,.0f} envelopes/s, decode {framing['decode_per_s']:,.0f} envelopes/s, {framing['frame_bytes']:.0f} bytes/frame")
-    raw_ow = trio.run(raw_one_way, args.messages)
-    eco_ow = trio.run(eco_one_way, args.messages)
-    print(f"one-way (100-byte payload): eco {eco_ow:,.0f} msgs/s, raw trio+msgpack {raw_ow:,.0f} msgs/s, ratio {eco_ow / raw_ow:.2f}")
-    raw_pp = trio.run(raw_ping_pong, args.round_trips)
-    eco_pp = trio.run(eco_ping_pong, args.round_trips)
-    print(f"ping-pong: eco {eco_pp:,.0f} round trips/s, raw trio+msgpack {raw_pp:,.0f} round trips/s, ratio {eco_pp / raw_pp:.2f}")
+    runs: dict[str, list[float]] = {k: [] for k in ("ow_raw", "ow_eco", "ow_fast", "pp_raw", "pp_eco", "pp_fast")}
+    for run in range(args.runs):
+        # Raw and eco back to back in each run, so both see the same machine load.
+        runs["ow_raw"].append(trio.run(raw_one_way, args.messages))
+        runs["ow_eco"].append(trio.run(eco_one_way, args.messages))
+        runs["ow_fast"].append(trio.run(eco_one_way_fast, args.messages))
+        runs["pp_raw"].append(trio.run(raw_ping_pong, args.round_trips))
+        runs["pp_eco"].append(trio.run(eco_ping_pong, args.round_trips))
+        runs["pp_fast"].append(trio.run(eco_ping_pong_fast, args.round_trips))
+        print(
+            f"run {run + 1}: one-way raw {runs['ow_raw'][-1]:,.0f}, eco {runs['ow_eco'][-1]:,.0f}, eco fast {runs['ow_fast'][-1]:,.0f} msgs/s; "
+            f"ping-pong raw {runs['pp_raw'][-1]:,.0f}, eco {runs['pp_eco'][-1]:,.0f}, eco fast {runs['pp_fast'][-1]:,.0f} round trips/s"
+        )
+
+    def ratio(eco: str, raw: str) -> float:
+        return _median([e / r for e, r in zip(runs[eco], runs[raw])])
+
+    med = {k: _median(v) for k, v in runs.items()}
+    print(
+        f"one-way (100-byte payload), medians of {args.runs}: raw trio+msgpack {med['ow_raw']:,.0f} msgs/s; "
+        f"eco send/receive {med['ow_eco']:,.0f} (ratio {ratio('ow_eco', 'ow_raw'):.2f}); "
+        f"eco send_raw_nowait/raw receiver {med['ow_fast']:,.0f} (ratio {ratio('ow_fast', 'ow_raw'):.2f})"
+    )
+    print(
+        f"ping-pong, medians of {args.runs}: raw trio+msgpack {med['pp_raw']:,.0f} round trips/s; "
+        f"eco send/receive {med['pp_eco']:,.0f} (ratio {ratio('pp_eco', 'pp_raw'):.2f}); "
+        f"eco receiver echo {med['pp_fast']:,.0f} (ratio {ratio('pp_fast', 'pp_raw'):.2f})"
+    )
     summary = {
         "bench": "wire",
+        "runs": args.runs,
         "encode_per_s": round(framing["encode_per_s"]),
         "decode_per_s": round(framing["decode_per_s"]),
-        "one_way_eco": round(eco_ow),
-        "one_way_raw": round(raw_ow),
-        "one_way_ratio": round(eco_ow / raw_ow, 3),
-        "round_trips_eco": round(eco_pp),
-        "round_trips_raw": round(raw_pp),
-        "round_trip_ratio": round(eco_pp / raw_pp, 3),
+        "one_way_raw": round(med["ow_raw"]),
+        "one_way_eco": round(med["ow_eco"]),
+        "one_way_ratio": round(ratio("ow_eco", "ow_raw"), 3),
+        "one_way_eco_fast": round(med["ow_fast"]),
+        "one_way_fast_ratio": round(ratio("ow_fast", "ow_raw"), 3),
+        "round_trips_raw": round(med["pp_raw"]),
+        "round_trips_eco": round(med["pp_eco"]),
+        "round_trip_ratio": round(ratio("pp_eco", "pp_raw"), 3),
+        "round_trips_eco_fast": round(med["pp_fast"]),
+        "round_trip_fast_ratio": round(ratio("pp_fast", "pp_raw"), 3),
     }
     print(json.dumps(summary))
 

@@ -100,15 +100,46 @@ class _Grammar:
 
     def __init__(self, tables: Tables):
         self.tables = tables
-        alternatives = "|".join(f"(?P<{name}>{regex})" for name, regex in tables.terminals)
+        alternatives = "|".join(f"(?P<{name}>{regex})" for name, regex in _lexing_order(tables.terminals))
         self.master = re.compile(f"[ \\t\\f]*(?:{alternatives})")
         self.ws = re.compile("[ \\t\\f]*")
         self.ident = re.compile(dict(tables.terminals)["IDENT"])
         self.keywords = tables.keywords
         self.states = tables.states
+        # The same table for the hot loop: a list indexed by state, and per symbol one int,
+        # the next state for a shift or goto (>= 0) or ~rule index for a reduction (< 0).
+        self.actions = [
+            {sym: (arg if shift else ~arg) for sym, (shift, arg) in tables.states[i].items()}
+            for i in range(len(tables.states))
+        ]
         self.rules = tables.rules
         self.start_state = tables.start_state
         self.end_state = tables.end_state
+
+
+# Speed only; the tokens are the same.  The master regex tries its alternatives
+# in order, so the common terminals go first, keeping the table's order (its
+# lexing priority) between terminals that can match at the same place.
+_FREQUENT_FIRST = ("MODREF", "IDENT", "_NL", "COLON", "LBRACE", "RBRACE", "NUMBER", "COMMA", "STRING")
+_OVERLAPPING = (("MODREF", "IDENT"), ("STRING", "BAD_STRING"), ("BLOCK_COMMENT", "BAD_BLOCK_COMMENT"),
+                ("DOTDOT", "DOT"), ("CMP", "EQUAL"))
+# The same language as the grammar's MODREF, with possessive repeats: an
+# identifier not followed by `:` fails at once instead of backtracking letter by letter.
+_MODREF = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
+_MODREF_FAST = r"[A-Za-z_][A-Za-z0-9_]*+(?:\.[A-Za-z_][A-Za-z0-9_]*+)*+:[A-Za-z_][A-Za-z0-9_]*"
+
+
+def _lexing_order(terminals: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The terminals in the order the master regex tries them (see above)."""
+    rank = {name: i for i, name in enumerate(_FREQUENT_FIRST)}
+    ordered = sorted(terminals, key=lambda t: rank.get(t[0], len(rank)))  # stable: the rest keep table order
+    table_pos = {name: i for i, (name, _) in enumerate(terminals)}
+    new_pos = {name: i for i, (name, _) in enumerate(ordered)}
+    for a, b in _OVERLAPPING:
+        # A grammar edit that changes which terminals overlap: fall back to the table order.
+        if a not in table_pos or b not in table_pos or table_pos[a] > table_pos[b] or new_pos[a] > new_pos[b]:
+            return list(terminals)
+    return [(name, _MODREF_FAST if name == "MODREF" and regex == _MODREF else regex) for name, regex in ordered]
 
 
 _GRAMMAR: _Grammar | None = None
@@ -416,6 +447,7 @@ class _Parser:
         rules = lr.rules
         sstack = lr.state_stack
         vstack = lr.value_stack
+        actions = self.grammar.actions
         module: ast.Module | None = None
         for tok, depth, braces in self.stream:
             typ = tok.type
@@ -435,19 +467,18 @@ class _Parser:
                 continue
             # The LALR(1) step, inlined here because it runs once per token.
             while True:
-                act = states[sstack[-1]].get(typ)
+                act = actions[sstack[-1]].get(typ)
                 if act is None:
                     self._syntax_error(tok, self._expected(), depth, braces)
                     break
-                if act[0]:
-                    sstack.append(act[1])
+                if act >= 0:
+                    sstack.append(act)
                     vstack.append(tok)
                     self._fed_since_error = True
                     break
-                size, origin, callback = rules[act[1]]
+                size, origin, callback = rules[~act]
                 if callback is None:  # a unit rule that only passes its child through
-                    del sstack[-1]
-                    sstack.append(states[sstack[-1]][origin][1])
+                    sstack[-1] = actions[sstack[-2]][origin]
                     continue
                 if size:
                     children = vstack[-size:]
@@ -456,7 +487,7 @@ class _Parser:
                 else:
                     children = []
                 vstack.append(callback(children))
-                sstack.append(states[sstack[-1]][origin][1])
+                sstack.append(actions[sstack[-1]][origin])
         assert module is not None
         module.comments = self.stream.comments
         self.diagnostics.sort(key=Diagnostic.sort_key)
@@ -897,7 +928,12 @@ class _Builder:
 
     def number(self, tok: _Tok):
         span = Span(self.src, tok.start_pos, tok.end_pos)
-        value, problem = decode_number(tok.value)
+        decoded = _NUMBERS.get(tok.value)
+        if decoded is None:
+            decoded = decode_number(tok.value)
+            if len(_NUMBERS) < 4096:  # the same few numbers recur (`4`, `5s`, `256KB`); results are immutable
+                _NUMBERS[tok.value] = decoded
+        value, problem = decoded
         if problem is not None:
             pspan = Span(self.src, tok.start_pos + problem.start, tok.start_pos + problem.end)
             code = codes.UNKNOWN_UNIT if problem.code_key == "unit" else codes.INVALID_NUMBER
@@ -914,6 +950,8 @@ class _Builder:
             return ast.Duration(span, value.value, tok.value)
         return ast.Size(span, value.value, tok.value)
 
+
+_NUMBERS: dict[str, tuple] = {}  # number text -> decode_number(text)
 
 _DECL_TYPES = (ast.ImportDecl, ast.ClusterDecl, ast.MessageDecl, ast.ChannelDecl, ast.EcosystemDecl)
 
@@ -943,6 +981,11 @@ def _splice(children):
 
 def _wrap(fn):
     def callback(children):
+        for x in children:
+            if type(x) is _Splice:
+                break
+        else:  # nothing to splice (e.g. a helper list of one item passed through): use as is
+            return fn(children)
         flat = []
         for x in children:
             if type(x) is _Splice:

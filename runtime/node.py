@@ -59,6 +59,7 @@ CONTROL_CHANNEL = "std.control"
 """Channel name on the envelopes of links, monitors, exit signals and spawn requests."""
 
 _SEND, _CAST, _CALL, _REPLY = Kind.SEND, Kind.CAST, Kind.CALL, Kind.REPLY
+_SEND_INT, _CALL_INT = int(Kind.SEND), int(Kind.CALL)  # msgpack packs plain ints faster than IntEnums
 
 
 def _envelope(fields: tuple) -> Envelope:
@@ -129,6 +130,9 @@ class Node:
         self._down_hooks: list[Callable[[str], None]] = []
         self._channel_by_type: dict[str, str] = {}
         self._channel_of: dict[type, str] = {}  # message class -> channel, filled on first use
+        # The receive hot path resolves destinations itself (no per-message kernel call):
+        self._lookup = kernel._lookup
+        self._names = kernel._names
         kernel.set_router(self)
 
     def __repr__(self) -> str:
@@ -286,40 +290,73 @@ class Node:
     # ============================================================ receiving
 
     async def _read(self, conn: Connection) -> None:
-        kernel = self.kernel
-        context = kernel.context
-        peer = conn.peer.node
-        try:
-            while True:
-                env = await conn.receive()
-                kind = env.kind
-                try:
-                    if kind == _SEND:
-                        dest = env.destination
-                        if type(dest) is PID:
-                            # Fast path: straight into a live process's mailbox when it has room.
-                            target = context(dest)
-                            if target is not None and target.mailbox.offer(env.payload):
-                                continue
-                        await kernel.send(_local_dest(dest), env.payload)
-                    elif kind == _CAST:
-                        kernel.cast(_local_dest(env.destination), env.payload)
-                    elif kind == _CALL:
-                        ref, sender, request = env.payload
-                        await kernel.send(_local_dest(env.destination), CallRequest(ref, sender, request))
-                    elif kind == _REPLY:
-                        ref, value = env.payload
-                        kernel.cast(_local_dest(env.destination), CallReply(ref, value))
-                    else:
-                        await self._control(conn, env)
-                except (NoProc, MailboxFull):
-                    pass  # as for local sends: unknown names and full rejecting mailboxes drop the message
-                except (TypeError, ValueError, ProtocolError) as exc:
-                    log.warning("node %s: dropping a malformed %s envelope from %s: %s", self.name, kind.name, peer, exc)
-        except ConnectionClosed:
-            return
+        inbound = _Inbound(self, conn)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(inbound.watch_close)
+            await inbound.run()
+            nursery.cancel_scope.cancel()
 
-    async def _control(self, conn: Connection, env: Envelope) -> None:
+    def _deliver(self, conn: Connection, frame: list) -> Any:
+        """Deliver a received frame (``[version, kind, channel, source, destination,
+        sequence, payload]``) without waiting, in the connection's reader task.
+
+        Returns None when done (delivered or dropped), or what the reader must
+        await to finish it: :data:`_BLOCKED` (a full ``block`` mailbox: the
+        envelope goes through the waiting :meth:`_dispatch` instead) or the
+        awaitable an extension handler returned.
+        """
+        kind = frame[1]
+        try:
+            if kind == _SEND or kind == _CALL:
+                dest = frame[4]
+                if type(dest) is PID:
+                    target = self._lookup(dest)
+                elif type(dest) is str:
+                    target = self._names.get(dest)
+                else:
+                    raise ProtocolError(f"bad destination {dest!r}")
+                if target is None:
+                    return None  # a dead PID or an unknown name: dropped, as for local sends
+                if kind == _SEND:
+                    msg = frame[6]
+                else:
+                    ref, sender, request = frame[6]
+                    msg = CallRequest(ref, sender, request)
+                mailbox = target.mailbox
+                if mailbox.offer(msg) or mailbox.overflow == "reject":
+                    return None
+                return _BLOCKED
+            if kind == _CAST:
+                self.kernel.cast(_local_dest(frame[4]), frame[6])
+            elif kind == _REPLY:
+                ref, value = frame[6]
+                self.kernel.cast(_local_dest(frame[4]), CallReply(ref, value))
+            else:
+                return self._control(conn, _envelope(frame[1:]))
+        except (NoProc, MailboxFull):
+            pass  # as for local sends: unknown names and full rejecting mailboxes drop the message
+        except (TypeError, ValueError, ProtocolError) as exc:
+            self._malformed(conn, frame[1], exc)
+        return None
+
+    async def _dispatch(self, conn: Connection, frame: list) -> None:
+        """Deliver a SEND or CALL frame, waiting for mailbox space under the ``block`` policy."""
+        try:
+            if frame[1] == _SEND:
+                await self.kernel.send(_local_dest(frame[4]), frame[6])
+            else:
+                ref, sender, request = frame[6]
+                await self.kernel.send(_local_dest(frame[4]), CallRequest(ref, sender, request))
+        except (NoProc, MailboxFull):
+            pass
+        except (TypeError, ValueError, ProtocolError) as exc:
+            self._malformed(conn, frame[1], exc)
+
+    def _malformed(self, conn: Connection, kind: Any, exc: Exception) -> None:
+        name = kind.name if isinstance(kind, Kind) else repr(kind)
+        log.warning("node %s: dropping a malformed %s envelope from %s: %s", self.name, name, conn.peer.node, exc)
+
+    def _control(self, conn: Connection, env: Envelope) -> Any:
         kernel = self.kernel
         kind = env.kind
         if kind == Kind.MONITOR:
@@ -342,10 +379,9 @@ class Node:
             handler = self._handlers.get(int(kind))
             if handler is None:
                 log.warning("node %s: no handler for %s envelopes from %s", self.name, kind.name, conn.peer.node)
-                return
-            result = handler(conn, env)
-            if result is not None:
-                await result
+                return None
+            return handler(conn, env)
+        return None
 
     # ============================================================ sending (RemoteRouter)
 
@@ -367,15 +403,21 @@ class Node:
         if conn is None:
             return  # not connected: dropped, as a send to a dead process is
         if type(msg) is CallRequest:
-            env = _envelope((_CALL, "", None, wire_dest, 0, (msg.ref, msg.sender, msg.request)))
+            kind, channel, msg = _CALL_INT, "", (msg.ref, msg.sender, msg.request)
         else:
             # The sender is not transmitted: a plain send carries no return address (as in Erlang).
+            kind = _SEND_INT
             channel = self._channel_of.get(type(msg))
             if channel is None:
                 channel = self._channel_for(type(msg))
-            env = _envelope((_SEND, channel, None, wire_dest, 0, msg))
         try:
-            await conn.send(env)
+            # Cast-like when the send buffer has room: no Envelope, no await.
+            conn.send_raw_nowait(kind, channel, None, wire_dest, 0, msg)
+        except trio.WouldBlock:
+            try:
+                await conn.send(_envelope((Kind(kind), channel, None, wire_dest, 0, msg)))
+            except ConnectionClosed:
+                pass
         except ConnectionClosed:
             pass
 
@@ -424,6 +466,67 @@ class Node:
     def down_remote(self, watcher: PID, ref: Ref, target: Dest, reason: Reason) -> None:
         wire_target = list(target) if type(target) is tuple else target
         self._control_send(watcher.node, Envelope(Kind.DOWN, CONTROL_CHANNEL, None, watcher, 0, (ref, wire_target, reason)))
+
+
+_BLOCKED = object()
+"""Returned by ``Node._deliver`` for a message that must wait for mailbox space."""
+
+
+class _Inbound:
+    """The receive side of one session: envelopes go straight from the connection's
+    reader into kernel mailboxes (``Connection.set_receiver``), with no task switch
+    per message and no added hop for a round trip.
+
+    When one cannot be delivered without waiting (a full ``block`` mailbox, or an
+    extension handler that returned an awaitable) the connection is switched back
+    to queueing: this task finishes that envelope with ``await``, then replays what
+    queued meanwhile, in order.  While it waits the connection's receive queue
+    fills and the reader stops reading, so backpressure reaches the sender.
+    """
+
+    __slots__ = ("node", "conn", "_pending", "_wake", "_closed")
+
+    def __init__(self, node: Node, conn: Connection) -> None:
+        self.node = node
+        self.conn = conn
+        self._pending: tuple[list, Any] | None = None
+        self._wake = trio.Event()
+        self._closed = False
+
+    def on_frame(self, frame: list) -> None:
+        if self._pending is not None:  # (only if the transport delivers after set_receiver(None))
+            raise RuntimeError("envelope delivered while the node is switched to queueing")
+        waiting = self.node._deliver(self.conn, frame)
+        if waiting is not None:
+            self._pending = (frame, waiting)
+            self.conn.set_receiver(None)
+            self._wake.set()
+
+    async def watch_close(self) -> None:
+        await self.conn.wait_closed()
+        self._closed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        node, conn = self.node, self.conn
+        while True:
+            conn.set_receiver(self.on_frame, raw=True)  # replays anything queued meanwhile
+            while self._pending is None:
+                if self._closed:
+                    return
+                await self._wake.wait()
+                self._wake = trio.Event()
+            frame, waiting = self._pending
+            self._pending = None
+            if waiting is _BLOCKED:
+                await node._dispatch(conn, frame)
+            else:
+                try:
+                    await waiting
+                except (NoProc, MailboxFull):
+                    pass
+                except (TypeError, ValueError, ProtocolError) as exc:
+                    node._malformed(conn, frame[1], exc)
 
 
 def _pid(raw: Any) -> PID:

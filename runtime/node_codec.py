@@ -35,12 +35,24 @@ EXT_PID, EXT_REF, EXT_REASON, EXT_MESSAGE, EXT_WORKER_STARTED, EXT_NODE_DOWN = 1
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
+# PIDs recur in nearly every message (reply addresses, call senders), so their
+# encodings and decodings are cached.  PIDs are immutable; the caches are
+# bounded by being emptied when they reach _CACHE_MAX entries.
+_CACHE_MAX = 4096
+_pid_ext: dict[PID, msgpack.ExtType] = {}
+_pid_of: dict[bytes, PID] = {}
+
 
 def packer_default(obj: Any) -> Any:
     """msgpack ``default`` hook: the runtime types and generated messages as extension types."""
     t = type(obj)
     if t is PID:
-        return msgpack.ExtType(EXT_PID, _packb((obj.node, obj.serial, obj.incarnation)))
+        ext = _pid_ext.get(obj)
+        if ext is None:
+            if len(_pid_ext) >= _CACHE_MAX:
+                _pid_ext.clear()
+            ext = _pid_ext[obj] = msgpack.ExtType(EXT_PID, _packb((obj.node, obj.serial, obj.incarnation)))
+        return ext
     if t is Ref:
         return msgpack.ExtType(EXT_REF, _packb((obj.node, obj.incarnation, obj.n)))
     if t is Reason:
@@ -60,7 +72,13 @@ def packer_default(obj: Any) -> Any:
 def ext_hook(code: int, data: bytes) -> Any:
     """msgpack ``ext_hook``: the inverse of :func:`packer_default` (ValueError on bad data)."""
     if code == EXT_PID:
-        return PID.from_msgpack(msgpack.unpackb(data))
+        pid = _pid_of.get(data)
+        if pid is None:
+            pid = PID.from_msgpack(msgpack.unpackb(data))
+            if len(_pid_of) >= _CACHE_MAX:
+                _pid_of.clear()
+            _pid_of[data] = pid
+        return pid
     if code == EXT_REF:
         return Ref.from_msgpack(msgpack.unpackb(data))
     if code == EXT_REASON:

@@ -454,6 +454,25 @@ class RaftNode:
             return Rejected("leadership transfer in progress")
         return self._append_local(EntryKind.NORMAL, bytes(data))
 
+    def propose_batch(self, datas: Iterable[bytes]) -> int | NotLeader | Rejected:
+        """Append several commands with one broadcast; returns the index of the first one.
+
+        The commands get consecutive indexes. One round of appends carries them all, which is
+        how a driver coalesces concurrent proposals.
+        """
+        if self.role is not Role.LEADER:
+            return NotLeader(self.leader)
+        if self._lead_transferee is not None:
+            return Rejected("leadership transfer in progress")
+        first = self.last_index + 1
+        term = self.term
+        new = [Entry(term, first + n, bytes(d)) for n, d in enumerate(datas)]
+        if new:
+            self._append_entries(new)
+            self._maybe_commit()
+            self._broadcast_append()
+        return first
+
     def add_server(self, node: NodeId) -> int | NotLeader | Rejected:
         """Propose adding one voter (one change at a time; effective once appended)."""
         return self._change_membership(node, add=True)

@@ -15,10 +15,11 @@ import msgpack
 
 from eco.runtime.raft import Entry, EntryKind
 
-OPS = ("put", "append", "delete", "get")
+OPS = ("put", "append", "delete", "get", "incr")
 
 
-def encode_command(client_id: str, request_id: int, op: str, key: str, value: str | None = None) -> bytes:
+def encode_command(client_id: str, request_id: int, op: str, key: str, value: str | int | None = None) -> bytes:
+    """One command. ``incr`` adds the integer ``value`` (default 1) to the key's integer value."""
     if op not in OPS:
         raise ValueError(f"unknown key-value operation {op!r}; expected one of {', '.join(OPS)}")
     return msgpack.packb([client_id, request_id, op, key, value])
@@ -65,6 +66,13 @@ class KVStateMachine:
         if op == "append":
             self.data[key] = self.data.get(key, "") + value
             return None
+        if op == "incr":
+            try:
+                total = int(self.data.get(key) or 0) + (1 if value is None else int(value))
+            except (TypeError, ValueError):
+                return None  # not a number: deterministic no-op on every replica
+            self.data[key] = str(total)
+            return total
         if op == "delete":
             return self.data.pop(key, None)
         return self.data.get(key)  # get through the log

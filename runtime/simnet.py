@@ -387,6 +387,14 @@ class SimConnection(Connection):
                 raise ConnectionClosed(self.close_reason or "the connection is closing")
         self._transmit(env)
 
+    def send_nowait(self, env: Envelope) -> None:
+        if self._closing:
+            raise ConnectionClosed(self.close_reason or "the connection is closing")
+        remote = self._remote
+        if remote is not None and not remote._closing and len(remote._inbox) + self._in_flight >= self.config.receive_queue:
+            raise trio.WouldBlock
+        self._transmit(env)
+
     def _transmit(self, env: Envelope) -> None:
         data = self._encoder.encode(env)  # validates and copies, as on TCP
         self._tx += 1

@@ -107,6 +107,7 @@ class TcpConnection(Connection):
         self._early = framed.pending
         self._add = framed.encoder.add
         self._encode = framed.encoder.encode
+        self._encode_fields = framed.encoder.encode_fields
         # Direct writes (see _buffer): the socket's descriptor, and whether a
         # frame was written directly since the writer or reader last ran.
         self._fd = stream_fd(framed.stream)
@@ -115,19 +116,38 @@ class TcpConnection(Connection):
     async def send(self, env: Envelope) -> None:
         if self._closing:
             raise ConnectionClosed(self.close_reason or "the connection is closing")
-        if len(self._sendbuf) >= self._limit:
+        sendbuf = self._sendbuf
+        if len(sendbuf) >= self._limit:
             await self._wait_send_space()
-        self._buffer(env)
+        if self._writer_idle:
+            self._buffer(self._encode(env))
+        else:
+            sendbuf += self._encode(env)
 
     def send_nowait(self, env: Envelope) -> None:
         if self._closing:
             raise ConnectionClosed(self.close_reason or "the connection is closing")
-        if len(self._sendbuf) >= self._limit:
+        sendbuf = self._sendbuf
+        if len(sendbuf) >= self._limit:
             raise trio.WouldBlock
-        self._buffer(env)
+        if self._writer_idle:
+            self._buffer(self._encode(env))
+        else:  # the writer is already due to run: just append (the per-message hot path)
+            sendbuf += self._encode(env)
 
-    def _buffer(self, env: Envelope) -> None:
-        """Send ``env`` now if the line is idle, else queue it for the writer task.
+    def send_raw_nowait(self, kind: int, channel: str, source: Any, destination: Any, sequence: int, payload: Any) -> None:
+        if self._closing:
+            raise ConnectionClosed(self.close_reason or "the connection is closing")
+        sendbuf = self._sendbuf
+        if len(sendbuf) >= self._limit:
+            raise trio.WouldBlock
+        if self._writer_idle:
+            self._buffer(self._encode_fields(kind, channel, source, destination, sequence, payload))
+        else:
+            sendbuf += self._encode_fields(kind, channel, source, destination, sequence, payload)
+
+    def _buffer(self, data: bytes) -> None:
+        """Send the encoded frame now if the line is idle, else queue it for the writer task.
 
         When the writer is parked with nothing queued and no frame went out
         directly since it or the reader last ran, the frame is written to the
@@ -136,9 +156,9 @@ class TcpConnection(Connection):
         in the same burst is queued and the writer sends the lot in one write,
         so a flood still costs one system call per batch, not per message.
         """
+        sendbuf = self._sendbuf
         if self._writer_idle:
-            if not self._sendbuf and not self._wrote_directly and self._fd >= 0:
-                data = self._encode(env)
+            if not sendbuf and not self._wrote_directly and self._fd >= 0:
                 self._wrote_directly = True
                 try:
                     sent = os.write(self._fd, data)
@@ -147,14 +167,12 @@ class TcpConnection(Connection):
                 if sent == len(data):
                     self._tx += 1
                     return
-                self._sendbuf += data[sent:]
-                self._encoder._frames += 1
-            else:
-                self._add(env)
+                data = data[sent:]
+            sendbuf += data
             self._writer_idle = False  # (one wake-up is enough)
             self._writer_lot.unpark()
         else:
-            self._add(env)
+            sendbuf += data
 
     async def _wait_send_space(self) -> None:
         while len(self._sendbuf) >= self._limit:
@@ -183,8 +201,8 @@ class TcpConnection(Connection):
             await self._closed_event.wait()
         self._abort(reason, error=False)
 
-    def set_receiver(self, on_envelope: Callable[[Envelope], object] | None) -> None:
-        super().set_receiver(on_envelope)
+    def set_receiver(self, on_envelope: Callable[[Any], object] | None, *, raw: bool = False) -> None:
+        super().set_receiver(on_envelope, raw=raw)
         self._decoder.stop()  # (if called from the old receiver: the rest of the read goes the new way)
 
     def _peer_goodbye(self, reason: str) -> None:
@@ -218,7 +236,8 @@ class TcpConnection(Connection):
 
     async def _reader(self) -> None:
         stream, decoder = self._stream, self._decoder
-        receive_some, feed, drain_to = stream.receive_some, decoder.feed, decoder.drain_to
+        feed, drain_to = decoder.feed, decoder.drain_to
+        receive_some = stream.receive_some if self._fd < 0 else self._receive_some
         inbox, limit = self._inbox, self.config.receive_queue
         queue, other = inbox.append, self._deliver
         try:
@@ -242,7 +261,7 @@ class TcpConnection(Connection):
                             self._readers.unpark()
                     else:
                         try:
-                            stopped = drain_to(receiver, other)
+                            stopped = drain_to(receiver, other, raw=self._receiver_raw)
                         except (ProtocolError, trio.Cancelled):
                             raise
                         except Exception as exc:
@@ -265,6 +284,20 @@ class TcpConnection(Connection):
             self._abort(self._goodbye_reason, error=False)
         else:
             self._abort("the peer closed the connection without saying goodbye")
+
+    async def _receive_some(self, max_bytes: int) -> bytes:
+        """``stream.receive_some`` without trio's wrappers: wait until the socket
+        is readable, then read.  Waiting first (rather than trying a read that
+        usually fails between messages) saves a system call and an exception
+        per message on a request/response pattern, and the wait is the
+        reader's scheduling point, so a busy connection cannot starve others."""
+        fd = self._fd
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, max_bytes)
+            except BlockingIOError:
+                continue
 
     async def _writer(self) -> None:
         stream, encoder, fd = self._stream, self._encoder, self._fd

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from .handshake import Established, Handshake, Identity, PeerHello, Reason, Refused, Role, Send
-from .wire import DEFAULT_MAX_FRAME_SIZE, Envelope, Kind, ProtocolError
+from .wire import DEFAULT_MAX_FRAME_SIZE, WIRE_VERSION, Envelope, Kind, ProtocolError
 
 log = logging.getLogger("eco.transport")
 
@@ -139,7 +139,8 @@ class Connection(abc.ABC):
         self._space_waiting = 0
         self._closing = False
         self._closed_event = trio.Event()
-        self._receiver: Callable[[Envelope], object] | None = None
+        self._receiver: Callable[[Any], object] | None = None
+        self._receiver_raw = False
         self._rx = 0  # activity counters, sampled by keepalive
         self._tx = 0
 
@@ -161,6 +162,11 @@ class Connection(abc.ABC):
         :class:`~eco.runtime.wire.ProtocolError` if ``env`` cannot be encoded.
         """
         raise NotImplementedError
+
+    def send_raw_nowait(self, kind: int, channel: str, source: Any, destination: Any, sequence: int, payload: Any) -> None:
+        """:meth:`send_nowait` from the envelope's fields, skipping the
+        :class:`~eco.runtime.wire.Envelope` (the fastest way to send; same errors)."""
+        self.send_nowait(Envelope(kind, channel, source, destination, sequence, payload))
 
     @abc.abstractmethod
     async def aclose(self, reason: str = "closed") -> None: ...
@@ -216,8 +222,15 @@ class Connection(abc.ABC):
             finally:
                 self._readers_waiting -= 1
 
-    def set_receiver(self, on_envelope: Callable[[Envelope], object] | None) -> None:
+    def set_receiver(self, on_envelope: Callable[[Any], object] | None, *, raw: bool = False) -> None:
         """Switch to direct delivery: call ``on_envelope(env)`` for each messaging envelope.
+
+        With ``raw=True`` the callback gets the validated frame as a list,
+        ``[WIRE_VERSION, kind, channel, source, destination, sequence, payload]``
+        (``kind`` a :class:`~eco.runtime.wire.Kind`, so ``frame[1:]`` lines up
+        with the envelope's fields), instead of an ``Envelope``: the fastest
+        way to receive, as no object is built per message.  The list is the
+        callback's to keep or change.
 
         The callback runs synchronously in the connection's reader task (on
         TCP, once per decoded envelope of each read, with no task switch per
@@ -231,9 +244,11 @@ class Connection(abc.ABC):
         ``set_receiver(None)`` goes back to queueing for ``receive``.
         """
         self._receiver = on_envelope
+        self._receiver_raw = raw
         inbox = self._inbox
         while on_envelope is not None and inbox and self._receiver is on_envelope:
-            on_envelope(inbox.popleft())
+            env = inbox.popleft()
+            on_envelope([WIRE_VERSION, *env] if raw else env)
         if self._space_waiting:
             self._inbox_space.unpark_all()
         if on_envelope is None and inbox and self._readers_waiting:
@@ -243,6 +258,9 @@ class Connection(abc.ABC):
         return self
 
     async def __anext__(self) -> Envelope:
+        inbox = self._inbox
+        if inbox and not self._space_waiting:  # (receive() inlined for a busy connection)
+            return inbox.popleft()
         try:
             return await self.receive()
         except ConnectionClosed:
@@ -261,7 +279,7 @@ class Connection(abc.ABC):
             receiver = self._receiver
             if receiver is not None:
                 try:
-                    receiver(env)
+                    receiver([WIRE_VERSION, *env] if self._receiver_raw else env)
                 except Exception as exc:
                     self._receiver_failed(exc)
                 return

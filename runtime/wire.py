@@ -68,6 +68,8 @@ class Kind(enum.IntEnum):
     SPAWN_REQ = 64
     SPAWN_REPLY = 65
 
+    RAFT = 128  # a Raft peer message (payload: raft.message_to_wire list)
+
 
 HANDSHAKE_KINDS = frozenset({Kind.HELLO, Kind.AUTH, Kind.ACCEPT, Kind.REFUSE})
 CONTROL_KINDS = frozenset({Kind.PING, Kind.PONG, Kind.GOODBYE})
@@ -146,6 +148,17 @@ class FrameEncoder:
             self._reject(env, data)
         return data
 
+    def encode_fields(self, kind: int, channel: str, source: Any, destination: Any, sequence: int, payload: Any) -> bytes:
+        """Like :meth:`encode`, from the fields, without building an :class:`Envelope`."""
+        value = _KIND_INT.get(kind)
+        try:
+            data = self._pack((WIRE_VERSION, kind if value is None else value, channel, source, destination, sequence, payload))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"cannot encode {_kind_label(kind)} envelope: {exc}") from exc
+        if len(data) > self.max_frame_size or value is None or type(channel) is not str or type(sequence) is not int or (value == 1 and type(kind) is bool):
+            self._reject(_new_envelope(Envelope, (kind, channel, source, destination, sequence, payload)), data)
+        return data
+
     def add(self, env: Envelope) -> int:
         """Append ``env``'s frame to the send buffer; return the buffered byte count."""
         buffer = self.buffer
@@ -222,10 +235,13 @@ class FrameDecoder:
             raise FrameTooLarge(f"frame exceeds the maximum frame size of {self.max_frame_size} bytes") from None
         self._fed += len(data)
 
-    def drain_to(self, on_message: Callable[[Envelope], object], on_other: Callable[[Envelope], object]) -> bool:
+    def drain_to(self, on_message: Callable[[Any], object], on_other: Callable[[Envelope], object], *, raw: bool = False) -> bool:
         """Pass every complete envelope buffered so far, in order, to
         ``on_message`` (kinds 32 and above: messaging) or ``on_other``
-        (handshake and connection control).
+        (handshake and connection control).  With ``raw=True``, ``on_message``
+        gets the validated frame list ``[WIRE_VERSION, kind, channel, source,
+        destination, sequence, payload]`` (``kind`` a :class:`Kind`) instead
+        of an :class:`Envelope`, which saves building one per message.
 
         This is the receive hot path: no generator and no per-envelope list,
         and when at most ``max_frame_size`` bytes are buffered (the usual
@@ -240,7 +256,10 @@ class FrameDecoder:
         if self._fed - self._offset > self.max_frame_size:
             # Rare (huge frames): take the exact per-frame path.
             for env in self.envelopes():
-                (on_message if env[0] >= 32 else on_other)(env)
+                if env[0] < 32:
+                    on_other(env)
+                else:
+                    on_message([WIRE_VERSION, *env] if raw else env)
                 if self._stop:
                     return True
             return False
@@ -257,15 +276,19 @@ class FrameDecoder:
                 except (ValueError, TypeError, KeyError):
                     kind = None
                 if kind is not None and type(obj) is list and v == version and type(k) is int and type(c) is str and type(q) is int:
-                    env = new(Envelope, (kind, c, s, d, q, p))
+                    if kind >= 32:
+                        delivering = True
+                        if raw:
+                            obj[1] = kind
+                            on_message(obj)
+                        else:
+                            on_message(new(Envelope, (kind, c, s, d, q, p)))
+                    else:
+                        delivering = True
+                        on_other(new(Envelope, (kind, c, s, d, q, p)))
                 else:
-                    env = _to_envelope(obj)
-                    kind = env[0]
-                delivering = True
-                if kind >= 32:
-                    on_message(env)
-                else:
-                    on_other(env)
+                    _to_envelope(obj)  # raises, explaining what is wrong with the frame
+                    raise ProtocolError("malformed frame")  # (not reached)
                 delivering = False
                 if self._stop:
                     return True

@@ -1,0 +1,455 @@
+"""The trio driver of a :class:`~eco.runtime.raft.RaftNode`: clock, I/O and the client API.
+
+::
+
+    driver = RaftDriver("n1", ["n1", "n2", "n3"], SqliteStorage(path), send, state_machine=KVStateMachine())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        driver.deliver("n2", wire_msg)          # for every message a peer sent us
+        result = await driver.propose(encode_command("c1", 1, "put", "k", "v"), timeout=2.0)
+        value = await driver.read("k")          # linearizable (ReadIndex)
+
+The driver is transport-agnostic: ``send(peer_id, wire_msg)`` must not block (drop the message
+when the peer is unreachable or its buffer is full; Raft retries), and whoever receives a
+peer's message calls :meth:`RaftDriver.deliver` (wire form: :func:`~eco.runtime.raft.message_to_wire`).
+
+One task ticks the node every ``tick_interval`` seconds; another handles every ``Ready`` in the
+order the core demands: persist (one atomic ``storage.persist``, optionally in a worker thread
+so a slow fsync does not stall the event loop), then send, then apply, then ``advance``. While
+one Ready is being persisted, proposals and peer messages keep arriving; the next Ready carries
+all of them in one transaction (group commit) and concurrent proposals go into the log as one
+batch (:meth:`RaftNode.propose_batch`), so one append per follower carries them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .raft import (
+    NotLeader,
+    RaftConfig,
+    RaftNode,
+    Ready,
+    Rejected,
+    Role,
+    message_from_wire,
+    message_to_wire,
+)
+
+log = logging.getLogger("eco.raft")
+
+SendFn = Callable[[Any, list], None]
+
+
+# ------------------------------------------------------------------------ errors
+
+
+class RaftError(Exception):
+    """Base class of the driver's client errors."""
+
+
+class NotLeaderError(RaftError):
+    """This node is not the leader; ``leader_hint`` is the last leader it knew of (or None)."""
+
+    def __init__(self, leader_hint: Any):
+        super().__init__(f"not the leader (leader: {leader_hint if leader_hint is not None else 'unknown'})")
+        self.leader_hint = leader_hint
+
+
+class ProposalDropped(RaftError):
+    """The proposal was overwritten by another leader's entry: it was NOT applied. Retry it."""
+
+
+class RaftTimeout(RaftError):
+    """No answer in time. The outcome is unknown: retry with the same session request id."""
+
+
+class RequestRejected(RaftError):
+    """The leader refused the request (for example while a leadership transfer runs)."""
+
+
+class DriverStopped(RaftError):
+    """The driver stopped (or was never started) before the request finished."""
+
+
+# ------------------------------------------------------------------ notifications
+
+
+@dataclass(frozen=True)
+class LeaderChange:
+    """The node's view of leadership: ``term`` is the fencing token of the leader's reign."""
+
+    term: int
+    leader: Any
+    is_leader: bool
+
+
+class _Waiter:
+    __slots__ = ("event", "value", "error")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self, value: Any) -> None:
+        if not self.event.is_set():
+            self.value = value
+            self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.event.is_set():
+            self.error = error
+            self.event.set()
+
+
+# ------------------------------------------------------------------------ driver
+
+
+class RaftDriver:
+    """Runs one Raft node under trio; see the module docstring.
+
+    ``state_machine`` needs ``apply(entry) -> result``, ``snapshot() -> bytes``,
+    ``restore(blob, index)`` and, for :meth:`read`, ``get(key)`` (as
+    :class:`~eco.runtime.raft_kv.KVStateMachine`). ``compact_every``: once that many entries
+    were applied since the last snapshot, the state machine is snapshotted and the log trimmed
+    (0 disables). ``persist_in_thread`` runs ``storage.persist`` in a worker thread (one at a
+    time, so ordering holds); use it with fsyncing storage.
+    """
+
+    def __init__(
+        self,
+        node_id: Any,
+        peers: Iterable[Any],
+        storage: Any,
+        send: SendFn,
+        *,
+        state_machine: Any = None,
+        config: RaftConfig | None = None,
+        tick_interval: float = 0.01,
+        rng: random.Random | None = None,
+        persist_in_thread: bool = False,
+        compact_every: int = 10_000,
+    ) -> None:
+        if tick_interval <= 0:
+            raise ValueError("tick_interval must be > 0")
+        self.id = node_id
+        self.storage = storage
+        self.state_machine = state_machine
+        self.tick_interval = tick_interval
+        self.persist_in_thread = persist_in_thread
+        self.compact_every = compact_every
+        self.node = RaftNode(node_id, peers, storage, config, rng or random.Random())
+        self._send = send
+        self._wakeup = trio.Event()
+        self._proposals: list[tuple[bytes, _Waiter]] = []
+        self._waiters: dict[int, tuple[int, _Waiter]] = {}  # log index -> (term proposed in, waiter)
+        self._read_batch: list[_Waiter] = []  # reads waiting for the next ReadIndex round
+        self._read_rounds: dict[int, list[_Waiter]] = {}  # ctx -> reads of that round
+        self._ready_reads: list[tuple[int, list[_Waiter]]] = []  # (index, reads) waiting to be applied
+        self._read_ctx = 0
+        self._leader = LeaderChange(self.node.term, None, False)
+        self._leader_changed = trio.Event()
+        self._running = False
+        self._stopped = False
+        self.stats = {"readies": 0, "persists": 0, "entries_persisted": 0, "proposal_batches": 0, "applied": 0}
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader.is_leader
+
+    @property
+    def leader_id(self) -> Any:
+        return self._leader.leader
+
+    @property
+    def term(self) -> int:
+        return self._leader.term
+
+    @property
+    def leadership(self) -> LeaderChange:
+        """The current view (term, leader, is_leader)."""
+        return self._leader
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Tick and handle Readies until cancelled; pending requests then fail with DriverStopped."""
+        if self._running or self._stopped:
+            raise RuntimeError("a RaftDriver runs once")
+        self._running = True
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._tick_loop)
+                nursery.start_soon(self._ready_loop)
+                task_status.started()
+        finally:
+            self._running = False
+            self._stopped = True
+            self._fail_all(DriverStopped("the raft driver stopped"))
+
+    def deliver(self, peer_id: Any, wire_msg: Any) -> None:
+        """Feed one message received from ``peer_id`` (never blocks; malformed input is logged)."""
+        if self._stopped:
+            return
+        try:
+            msg = message_from_wire(wire_msg)
+        except ValueError as exc:
+            log.warning("raft node %s dropped a malformed message from %s: %s", self.id, peer_id, exc)
+            return
+        if msg.dst != self.id:
+            log.warning("raft node %s dropped a message for %r from %s", self.id, msg.dst, peer_id)
+            return
+        self.node.step(msg)
+        self._wake()
+
+    def tick(self) -> None:
+        """Advance the node's logical clock by one tick (the tick loop does this)."""
+        self.node.tick()
+        self._wake()
+
+    def campaign(self) -> None:
+        """Start an election now instead of waiting for the election timeout."""
+        self.node.campaign()
+        self._wake()
+
+    # ------------------------------------------------------------ client API
+
+    async def propose(self, data: bytes, timeout: float | None = None) -> Any:
+        """Replicate ``data``, apply it and return what the state machine's ``apply`` returned.
+
+        Raises :class:`NotLeaderError` (with the leader hint) on a follower,
+        :class:`ProposalDropped` when another leader overwrote the entry, and
+        :class:`RaftTimeout` when no outcome is known in time (retry with the same client
+        session request id: the key-value state machine then applies it once).
+        """
+        self._check_running()
+        if self.node.role is not Role.LEADER:
+            raise NotLeaderError(self.node.leader)
+        waiter = _Waiter()
+        self._proposals.append((bytes(data), waiter))
+        self._wake()
+        return await self._wait(waiter, timeout, "proposal")
+
+    async def read_barrier(self, timeout: float | None = None) -> None:
+        """Return once the state machine reflects every write committed before the call (ReadIndex)."""
+        self._check_running()
+        if self.node.role is not Role.LEADER:
+            raise NotLeaderError(self.node.leader)
+        waiter = _Waiter()
+        self._read_batch.append(waiter)
+        self._wake()
+        await self._wait(waiter, timeout, "read")
+
+    async def read(self, key: Any, timeout: float | None = None) -> Any:
+        """Linearizable read of ``key`` from the state machine (``state_machine.get(key)``)."""
+        await self.read_barrier(timeout)
+        return self.state_machine.get(key)
+
+    async def wait_leader(self, timeout: float | None = None) -> LeaderChange:
+        """Wait until some leader is known (this node or another) and return the view."""
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            while self._leader.leader is None:
+                await self._leader_changed.wait()
+            return self._leader
+        raise RaftTimeout(f"no leader known after {timeout:g}s")
+
+    async def leader_changes(self) -> AsyncIterator[LeaderChange]:
+        """Yield the current view, then each change (coalesced: a slow consumer sees the latest)."""
+        last = None
+        while True:
+            current = self._leader
+            if current != last:
+                last = current
+                yield current
+            if self._leader is current:
+                await self._leader_changed.wait()
+
+    # ------------------------------------------------------------ internals
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise DriverStopped("the raft driver is not running")
+
+    async def _wait(self, waiter: _Waiter, timeout: float | None, what: str) -> Any:
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await waiter.event.wait()
+        if not waiter.event.is_set():
+            waiter.fail(RaftTimeout(f"{what} not answered within {timeout:g}s (outcome unknown)"))
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.value
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    async def _tick_loop(self) -> None:
+        # Sleep until absolute deadlines so ticks do not drift under load.
+        deadline = trio.current_time()
+        while True:
+            deadline += self.tick_interval
+            now = trio.current_time()
+            if deadline < now - self.tick_interval:
+                deadline = now  # we fell far behind (a stalled loop): do not burst-tick
+            await trio.sleep_until(deadline)
+            self.tick()
+
+    async def _ready_loop(self) -> None:
+        node = self.node
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            self._flush_requests()
+            while node.has_ready():
+                rd = node.ready()
+                self.stats["readies"] += 1
+                await self._persist(rd)
+                self._send_all(rd.messages)
+                self._apply(rd)
+                if rd.soft_state is not None:
+                    self._on_soft_state(rd.soft_state.leader, rd.soft_state.role, rd.soft_state.term)
+                node.advance(rd)
+                self._maybe_compact()
+                self._flush_requests()
+
+    def _flush_requests(self) -> None:
+        node = self.node
+        if self._proposals:
+            batch, self._proposals = self._proposals, []
+            first = node.propose_batch([data for data, _ in batch])
+            if isinstance(first, NotLeader):
+                for _, w in batch:
+                    w.fail(NotLeaderError(first.leader_hint))
+            elif isinstance(first, Rejected):
+                for _, w in batch:
+                    w.fail(RequestRejected(first.reason))
+            else:
+                self.stats["proposal_batches"] += 1
+                term = node.term
+                for offset, (_, w) in enumerate(batch):
+                    self._waiters[first + offset] = (term, w)
+        if self._read_batch:
+            batch, self._read_batch = self._read_batch, []
+            self._read_ctx += 1
+            ctx = self._read_ctx
+            answer = node.read_index(ctx)
+            if isinstance(answer, NotLeader):
+                for w in batch:
+                    w.fail(NotLeaderError(answer.leader_hint))
+            else:
+                self._read_rounds[ctx] = batch
+
+    async def _persist(self, rd: Ready) -> None:
+        if rd.hard_state is None and not rd.entries_to_persist and rd.snapshot_to_persist is None:
+            return
+        args = (rd.hard_state, rd.entries_to_persist, rd.snapshot_to_persist)
+        if self.persist_in_thread:
+            # Shielded: a cancelled driver must not leave a half-acknowledged write behind us.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.storage.persist, *args)
+        else:
+            self.storage.persist(*args)
+        self.stats["persists"] += 1
+        self.stats["entries_persisted"] += len(rd.entries_to_persist)
+
+    def _send_all(self, messages: list) -> None:
+        send = self._send
+        for m in messages:
+            try:
+                send(m.dst, message_to_wire(m))
+            except Exception:  # a broken transport must not stop consensus; Raft retransmits
+                log.exception("raft node %s failed to send to %s", self.id, m.dst)
+
+    def _apply(self, rd: Ready) -> None:
+        sm = self.state_machine
+        if rd.snapshot_to_apply is not None and sm is not None:
+            sm.restore(rd.snapshot_to_apply.data, rd.snapshot_to_apply.index)
+            # Waiters for entries inside the snapshot cannot learn their result any more.
+            for index in [i for i in self._waiters if i <= rd.snapshot_to_apply.index]:
+                self._waiters.pop(index)[1].fail(RaftTimeout("the entry was compacted into a snapshot; outcome unknown"))
+        waiters = self._waiters
+        for entry in rd.committed_entries:
+            result = sm.apply(entry) if sm is not None else None
+            pending = waiters.pop(entry.index, None) if waiters else None
+            if pending is not None:
+                term, w = pending
+                if entry.term == term:
+                    w.resolve(result)
+                else:
+                    w.fail(ProposalDropped(f"entry {entry.index} was replaced by a newer leader's entry"))
+        self.stats["applied"] += len(rd.committed_entries)
+        for rs in rd.read_states:
+            reads = self._read_rounds.pop(rs.ctx, None)
+            if reads:
+                self._ready_reads.append((rs.index, reads))
+        if self._ready_reads:
+            applied = self.node.applied
+            if rd.committed_entries:
+                applied = max(applied, rd.committed_entries[-1].index)
+            if rd.snapshot_to_apply is not None:
+                applied = max(applied, rd.snapshot_to_apply.index)
+            still = []
+            for index, reads in self._ready_reads:
+                if index <= applied:
+                    for w in reads:
+                        w.resolve(None)
+                else:
+                    still.append((index, reads))
+            self._ready_reads = still
+
+    def _on_soft_state(self, leader: Any, role: Role, term: int) -> None:
+        view = LeaderChange(term, leader, role is Role.LEADER)
+        if view == self._leader:
+            return
+        lost = self._leader.is_leader and not view.is_leader
+        self._leader = view
+        self._leader_changed.set()
+        self._leader_changed = trio.Event()
+        if lost:
+            # The core drops pending ReadIndex rounds when leadership is lost: fail them now.
+            err = NotLeaderError(leader)
+            for reads in self._read_rounds.values():
+                for w in reads:
+                    w.fail(err)
+            self._read_rounds.clear()
+            for _, reads in self._ready_reads:
+                for w in reads:
+                    w.fail(err)
+            self._ready_reads.clear()
+        log.info("raft node %s: term %d, leader %s%s", self.id, term, leader, " (us)" if view.is_leader else "")
+
+    def _maybe_compact(self) -> None:
+        sm, node = self.state_machine, self.node
+        if not self.compact_every or sm is None:
+            return
+        if node.applied - node.first_index + 1 >= self.compact_every:
+            node.compact(node.applied, sm.snapshot())
+
+    def _fail_all(self, error: RaftError) -> None:
+        for _, w in self._proposals:
+            w.fail(error)
+        self._proposals.clear()
+        for _, w in self._waiters.values():
+            w.fail(error)
+        self._waiters.clear()
+        for w in self._read_batch:
+            w.fail(error)
+        self._read_batch.clear()
+        for reads in self._read_rounds.values():
+            for w in reads:
+                w.fail(error)
+        self._read_rounds.clear()
+        for _, reads in self._ready_reads:
+            for w in reads:
+                w.fail(error)
+        self._ready_reads.clear()
+        self._leader_changed.set()
