@@ -3,7 +3,12 @@
 Each figure is measured side by side with a baseline doing the same work with
 bare trio (a task plus a memory channel per process) in the same run.
 
-    /work/venv/bin/python bench/bench_local.py [--processes 100000] [--messages 200000]
+    /work/venv/bin/python bench/bench_local.py [--processes 100000] [--messages 200000] [--cpython-gc]
+
+The garbage collector is configured as a node configures it
+(:func:`eco.runtime.gctune.tune_gc`) unless ``--cpython-gc`` keeps CPython's
+defaults.  Spawn is also reported per CPU second of this process, which is
+steadier than wall time on a shared machine.
 
 The last line printed is a one-line JSON summary.
 """
@@ -20,6 +25,7 @@ import trio
 import trio.testing
 
 from eco.runtime import Kernel
+from eco.runtime.gctune import tune_gc
 
 
 async def _idle(ctx):
@@ -30,14 +36,16 @@ async def _idle_baseline(receive_channel):
     await receive_channel.receive()
 
 
-async def spawn_rate(n: int) -> tuple[float, float]:
-    """Processes per second until all of them are running and parked in receive."""
+async def spawn_rate(n: int) -> tuple[float, float, float]:
+    """Processes per second (wall, then baseline), until all are running and parked in receive,
+    and processes per CPU second of this process."""
     async with Kernel("bench") as kernel:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             await kernel.spawn(_idle)
         await trio.testing.wait_all_tasks_blocked()
         ours = n / (time.perf_counter() - start)
+        ours_cpu = n / (time.process_time() - start_cpu)
         kernel._kill_all()
     async with trio.open_nursery() as nursery:
         start = time.perf_counter()
@@ -49,7 +57,7 @@ async def spawn_rate(n: int) -> tuple[float, float]:
         await trio.testing.wait_all_tasks_blocked()
         base = n / (time.perf_counter() - start)
         nursery.cancel_scope.cancel()
-    return ours, base
+    return ours, base, ours_cpu
 
 
 async def throughput(n: int) -> tuple[float, float]:
@@ -129,8 +137,13 @@ async def memory_per_process(n: int) -> tuple[float, float]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    spawn, spawn_base = await spawn_rate(args.spawn)
-    print(f"spawn:      {spawn:>10,.0f} processes/s   baseline {spawn_base:>10,.0f}/s   ratio {spawn / spawn_base:.2f}")
+    if not args.cpython_gc:
+        tune_gc()
+    spawn, spawn_base, spawn_cpu = await spawn_rate(args.spawn)
+    print(
+        f"spawn:      {spawn:>10,.0f} processes/s   baseline {spawn_base:>10,.0f}/s   ratio {spawn / spawn_base:.2f}"
+        f"   ({spawn_cpu:,.0f} per CPU second)"
+    )
     msgs, msgs_base = await throughput(args.messages)
     print(f"local send: {msgs:>10,.0f} msgs/s        baseline {msgs_base:>10,.0f}/s   ratio {msgs / msgs_base:.2f}")
     mem, mem_base = await memory_per_process(args.processes)
@@ -143,6 +156,8 @@ async def main(args: argparse.Namespace) -> None:
         "spawn_per_s": round(spawn),
         "spawn_baseline_per_s": round(spawn_base),
         "spawn_ratio": round(spawn / spawn_base, 2),
+        "spawn_per_cpu_s": round(spawn_cpu),
+        "gc": "cpython-default" if args.cpython_gc else "node (eco.runtime.gctune)",
         "local_msgs_per_s": round(msgs),
         "local_msgs_baseline_per_s": round(msgs_base),
         "local_msgs_ratio": round(msgs / msgs_base, 2),
@@ -163,6 +178,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--spawn", type=int, default=50_000, help="processes spawned for the spawn rate")
     parser.add_argument("--messages", type=int, default=200_000, help="messages for the throughput run")
     parser.add_argument("--processes", type=int, default=100_000, help="idle processes for the memory run")
+    parser.add_argument("--cpython-gc", action="store_true", help="keep CPython's GC defaults instead of the node's")
     return parser.parse_args()
 
 

@@ -1,6 +1,10 @@
 """Two node OS processes on loopback: eco's Node/kernel send path against a raw trio + msgpack socket pair.
 
-    /work/venv/bin/python bench/bench_node.py [--messages 200000] [--round-trips 20000] [--repeat 3]
+    /work/venv/bin/python bench/bench_node.py [--messages 200000] [--round-trips 20000] [--repeat 5]
+
+Set ``ECO_BENCH_PROFILE=DIR`` to write cProfile files of both eco node
+processes (``DIR/client.prof``, ``DIR/server.prof``; view with
+``python -m pstats``).
 
 Both sides do the same work in two OS processes each:
 
@@ -15,7 +19,9 @@ mode of this script); ping-pong is ``send`` + ``receive`` between processes.
 raw: this process talks to ``bench_raw_peer.py`` over a plain trio socket,
 packing with msgpack and batching writes, decoding with a streaming Unpacker.
 
-Prints a table with the ratios and a one-line JSON summary at the end.
+Each repeat runs raw then eco, so both see the same machine load; the
+medians over the repeats are reported, with the median of the per-repeat
+ratios.  Prints a table and a one-line JSON summary at the end.
 Targets: one-way >= 0.8x raw, round trips >= 1.0x raw.
 """
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +47,21 @@ from eco.runtime.tcp import open_tcp_transport
 HERE = Path(__file__).resolve().parent
 PAYLOAD = bytes(range(100))
 _COOKIE_ENV = "ECO_BENCH_COOKIE"
+_PROFILE_ENV = "ECO_BENCH_PROFILE"
+
+
+def _run_profiled(name: str, fn, *args):
+    """``trio.run(fn, *args)``, under cProfile into ``$ECO_BENCH_PROFILE/<name>.prof`` if set."""
+    directory = os.environ.get(_PROFILE_ENV)
+    if not directory:
+        return trio.run(fn, *args)
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(trio.run, fn, *args)
+    finally:
+        profiler.dump_stats(os.path.join(directory, f"{name}.prof"))
 
 
 # ------------------------------------------------------------------ eco: serving side
@@ -183,48 +205,62 @@ async def _raw_bench(port: int, messages: int, round_trips: int) -> dict[str, fl
 # ------------------------------------------------------------------ main
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    # Closing stdin stops a peer gracefully (so a profiled server writes its profile).
+    try:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=5)
+    except (subprocess.TimeoutExpired, OSError):
+        proc.kill()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--round-trips", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each; medians are reported")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        trio.run(_serve_node)
+        _run_profiled("server", _serve_node)
         return
     cookie_text = os.urandom(16).hex()
     env = dict(os.environ, **{_COOKIE_ENV: cookie_text})
-    best: dict[str, dict[str, float]] = {"eco": {}, "raw": {}}
+    runs: dict[str, dict[str, list[float]]] = {"eco": {}, "raw": {}, "ratio": {}}
     for _ in range(args.repeat):
         raw_proc, raw_port = _spawn_peer([sys.executable, str(HERE / "bench_raw_peer.py")], env)
         try:
             raw = trio.run(_raw_bench, int(raw_port), args.messages, args.round_trips)
         finally:
-            raw_proc.kill()
-            raw_proc.wait()
+            _stop(raw_proc)
         eco_proc, address = _spawn_peer([sys.executable, str(Path(__file__).resolve()), "--serve"], env)
         try:
-            eco = trio.run(_eco_bench, address, Cookie(cookie_text), args.messages, args.round_trips)
+            eco = _run_profiled("client", _eco_bench, address, Cookie(cookie_text), args.messages, args.round_trips)
         finally:
-            eco_proc.kill()
-            eco_proc.wait()
-        for name, figures in (("raw", raw), ("eco", eco)):
-            for key, value in figures.items():
-                best[name][key] = max(best[name].get(key, 0.0), value)
-    ratio = {k: best["eco"][k] / best["raw"][k] for k in best["raw"]}
+            _stop(eco_proc)
+        for key in raw:
+            runs["raw"].setdefault(key, []).append(raw[key])
+            runs["eco"].setdefault(key, []).append(eco[key])
+            runs["ratio"].setdefault(key, []).append(eco[key] / raw[key])
+        print(f"run: one-way {eco['one_way']:,.0f} vs {raw['one_way']:,.0f}, round trips {eco['round_trips']:,.0f} vs {raw['round_trips']:,.0f}", file=sys.stderr)
+    median = {name: {key: statistics.median(values) for key, values in figures.items()} for name, figures in runs.items() if name != "ratio"}
+    ratio = {key: statistics.median(values) for key, values in runs["ratio"].items()}
     print(f"{'':14}{'eco node':>14}{'raw socket':>14}{'ratio':>8}{'target':>8}")
     for key, label, target in (("one_way", "one-way msg/s", 0.8), ("round_trips", "round trips/s", 1.0)):
-        print(f"{label:14}{best['eco'][key]:>14,.0f}{best['raw'][key]:>14,.0f}{ratio[key]:>8.2f}{target:>8.1f}")
+        print(f"{label:14}{median['eco'][key]:>14,.0f}{median['raw'][key]:>14,.0f}{ratio[key]:>8.2f}{target:>8.1f}")
     summary = {
         "bench": "node",
         "messages": args.messages,
+        "repeat": args.repeat,
+        "statistic": "median",
         "round_trips": args.round_trips,
-        "eco_one_way_per_s": round(best["eco"]["one_way"]),
-        "raw_one_way_per_s": round(best["raw"]["one_way"]),
+        "eco_one_way_per_s": round(median["eco"]["one_way"]),
+        "raw_one_way_per_s": round(median["raw"]["one_way"]),
         "one_way_ratio": round(ratio["one_way"], 3),
-        "eco_round_trips_per_s": round(best["eco"]["round_trips"]),
-        "raw_round_trips_per_s": round(best["raw"]["round_trips"]),
+        "eco_round_trips_per_s": round(median["eco"]["round_trips"]),
+        "raw_round_trips_per_s": round(median["raw"]["round_trips"]),
         "round_trip_ratio": round(ratio["round_trips"], 3),
     }
     print(json.dumps(summary))

@@ -458,6 +458,8 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, metavar="S", help="stop everything and fail after S seconds")
     p.add_argument("--format", choices=("human", "json"), default="human", help="summary format (default: human)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour diagnostics")
+    p.add_argument("--chaos", metavar="kill-node[:AFTER[:restart]]",
+                   help="SIGKILL one non-coordinator node AFTER (e.g. 2s) the job starts, optionally restart it")
     _add_compile_options(p)
 
 
@@ -488,6 +490,7 @@ def _run_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         format=args.format,
         python_path=[os.path.dirname(os.path.abspath(files[0]))],
+        chaos=args.chaos,
     )
     return run_plan(plan, options)
 

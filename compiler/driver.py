@@ -10,10 +10,8 @@ run never imports pydantic.
 
 from __future__ import annotations
 
-import gc
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +67,9 @@ def compile_source(text: str, path: str = "<string>", *, resolve_imports: bool =
 
     source = source_from_string(text, path)
     key = os.path.realpath(path) if not path.startswith("<") else path
-    with _gc_paused():
+    from eco.language.parser import gc_paused
+
+    with gc_paused():
         return _compile(source, key, [], resolve_imports, search_paths)
 
 
@@ -85,31 +85,13 @@ def compile_file(path: str | os.PathLike, *, resolve_imports: bool = False,
     if source is None:
         sources = {d.span.source.path: d.span.source for d in diags if d.span is not None}
         return CompileResult(shown, sorted(diags, key=Diagnostic.sort_key), sources, None, _lowered=True)
-    with _gc_paused():
+    from eco.language.parser import gc_paused
+
+    with gc_paused():
         return _compile(source, os.path.realpath(shown), diags, resolve_imports, search_paths)
 
 
 # ----------------------------------------------------------------------------
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one compile.
-
-    A compile allocates millions of small objects that all stay alive until
-    it ends (syntax tree, symbols, diagnostics).  With the collector running,
-    every full collection walks all of them again, which made large files
-    check superlinearly (a 100,000-line file spent most of its check time in
-    the collector).  Reference counting still frees everything that is not
-    cyclic, and the collector resumes, with the same thresholds, afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _compile(source: SourceFile, key: str, read_diags: list[Diagnostic], resolve_imports: bool,

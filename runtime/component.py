@@ -19,6 +19,8 @@ passes).  Keep it short.
 from __future__ import annotations
 
 import importlib
+from collections import deque
+from collections.abc import Hashable
 from functools import partial
 from typing import Any, ClassVar
 
@@ -27,7 +29,7 @@ from .pid import PID, Ref
 from .process import Context
 from .signals import CallRequest, Down, Exited, ProcessExit, Reason
 
-__all__ = ["Worker", "Coordinator", "Context", "WorkerStarted", "NodeDown", "JobProgress", "JobOutcome", "load_component"]
+__all__ = ["Worker", "Coordinator", "Context", "WorkerStarted", "NodeDown", "JobProgress", "JobOutcome", "FENCED", "load_component"]
 
 
 class Worker:
@@ -98,21 +100,40 @@ async def _run_component(cls: type[Worker], args: tuple[Any, ...], ctx: Context)
 
 
 class WorkerStarted:
-    """Tells a coordinator that a worker runs (sent by whoever starts the workers)."""
+    """Tells a coordinator that a worker runs (sent by whoever starts the workers).
 
-    __slots__ = ("pid",)
+    ``index`` and ``generation`` (both optional) say which worker slot of the
+    ecosystem this is and which placement of that slot: the ecosystem host
+    raises a slot's generation each time it re-spawns the slot elsewhere after
+    a node loss, so a coordinator can tell a fenced (stale) worker from the
+    current one.
+    """
 
-    def __init__(self, pid: PID) -> None:
+    __slots__ = ("pid", "index", "generation")
+
+    def __init__(self, pid: PID, index: int | None = None, generation: int | None = None) -> None:
         self.pid = pid
+        self.index = index
+        self.generation = generation
 
     def __repr__(self) -> str:
-        return f"WorkerStarted({self.pid})"
+        if self.index is None:
+            return f"WorkerStarted({self.pid})"
+        return f"WorkerStarted({self.pid}, index={self.index}, generation={self.generation})"
 
     def to_msgpack(self) -> list[Any]:
-        return self.pid.to_msgpack()
+        data = self.pid.to_msgpack()
+        if self.index is not None:
+            data = [*data, self.index, self.generation or 0]
+        return data
 
     @classmethod
     def from_msgpack(cls, data: Any) -> WorkerStarted:
+        if isinstance(data, (list, tuple)) and len(data) == 5:
+            index, generation = data[3], data[4]
+            if type(index) is not int or type(generation) is not int:
+                raise ValueError(f"not a WorkerStarted message: {data!r}")
+            return cls(PID.from_msgpack(data[:3]), index, generation)
         return cls(PID.from_msgpack(data))
 
 
@@ -161,6 +182,10 @@ class JobOutcome:
         return f"JobOutcome({self.ok}, {self.value!r})"
 
 
+FENCED = Reason("shutdown", "fenced: a newer generation of this worker runs")
+"""The reason ``worker_down`` gets for a worker replaced by a newer generation of its slot."""
+
+
 class Coordinator(Worker):
     """A worker that hands out work to a set of workers and hears about their fate.
 
@@ -168,40 +193,149 @@ class Coordinator(Worker):
     :class:`WorkerStarted` message adds one (and monitors it), a worker's
     exit removes it and calls ``worker_down`` (reason ``noconnection`` when
     its node is lost), a :class:`NodeDown` message calls ``node_down``.
-    ``assign`` hands a piece of work to the next worker round-robin.
+
+    Work handed out with a ``key`` is tracked until acknowledged
+    (at-least-once delivery, generically): when a worker goes down, every
+    item it had not acknowledged goes back to the front of the queue and is
+    handed to the other workers, so nothing is lost; a result that arrives
+    late from a worker that was given up on is refused by ``acknowledge``.
+
+    * ``assign(work, key=...)`` sends at once to the next worker (round-robin);
+    * ``submit(work, key=...)`` queues the item; it is sent as soon as a worker
+      has fewer than ``in_flight_limit`` unacknowledged items (class
+      attribute; None: no limit, i.e. at once);
+    * ``acknowledge(key, worker)`` in ``handle`` when the item's reply comes:
+      True the first time (merge the result), False for a duplicate or a late
+      reply from a lost or fenced worker (ignore it).
+
+    Workers started with a slot ``index`` and ``generation`` (as the node
+    runtime does) are fenced by generation: a worker of an older generation
+    of a slot than one already seen is never used, and a newer one replaces
+    the older (which is treated as down with reason :data:`FENCED`).
     """
 
     workers: list[PID]
+    in_flight_limit: ClassVar[int | None] = None
 
     def _prepare(self) -> None:
         # Here rather than in __init__, so subclasses need not call super().__init__().
         self.workers = []
         self._worker_refs: dict[Ref, PID] = {}
         self._next = 0
+        self._unacked: dict[PID, dict[Hashable, Any]] = {}  # worker -> {key: work}, in hand-out order
+        self._holder: dict[Hashable, PID] = {}  # key -> worker holding it
+        self._backlog: deque[tuple[Hashable, Any]] = deque()
+        self._slot_of: dict[PID, int] = {}
+        self._generation: dict[int, int] = {}  # slot index -> newest generation seen
+        self._given_up: set[PID] = set()  # workers that went down or were fenced: their replies are refused
 
     async def worker_started(self, pid: PID) -> None:
         """A worker joined ``self.workers``."""
 
     async def worker_down(self, pid: PID, reason: Reason) -> None:
-        """A worker left ``self.workers`` (it exited, or its node was lost)."""
+        """A worker left ``self.workers`` (it exited, its node was lost, or it was fenced).
+
+        Its unacknowledged items are already back in the queue; they are handed
+        out again right after this hook returns.
+        """
 
     async def node_down(self, node: str) -> None:
         """A node of the cluster was lost (its workers also get ``worker_down``)."""
 
-    async def assign(self, work: Any) -> PID:
-        """Send ``work`` to the next worker (round-robin) and return its PID (EcoRuntimeError if none)."""
-        if not self.workers:
-            raise EcoRuntimeError(f"{type(self).__name__} has no live workers to assign work to")
-        self._next %= len(self.workers)
-        pid = self.workers[self._next]
-        self._next += 1
-        await self.ctx.send(pid, work)
-        return pid
+    # ------------------------------------------------------------ handing out work
+
+    async def assign(self, work: Any, *, key: Hashable | None = None, to: PID | None = None) -> PID:
+        """Send ``work`` to ``to`` or the next worker (round-robin) and return its PID (EcoRuntimeError if none).
+
+        With a ``key`` the item is tracked until acknowledged (see the class docstring).
+        """
+        if to is None:
+            if not self.workers:
+                raise EcoRuntimeError(f"{type(self).__name__} has no live workers to assign work to")
+            self._next %= len(self.workers)
+            to = self.workers[self._next]
+            self._next += 1
+        if key is not None:
+            if key in self._holder:
+                raise ValueError(f"work key {key!r} is already handed out and not acknowledged")
+            self._unacked.setdefault(to, {})[key] = work
+            self._holder[key] = to
+        await self.ctx.send(to, work)
+        return to
+
+    async def submit(self, work: Any, *, key: Hashable) -> None:
+        """Queue ``work`` (tracked by ``key``); it goes out when a worker has room."""
+        if key in self._holder:
+            raise ValueError(f"work key {key!r} is already handed out and not acknowledged")
+        self._backlog.append((key, work))
+        await self._drain()
+
+    def acknowledge(self, key: Hashable, worker: PID | None = None) -> bool:
+        """The reply for ``key`` arrived (from ``worker``, if known): True if it was outstanding.
+
+        False means: already acknowledged (a duplicate), or held by another
+        worker than ``worker`` (a late reply from a worker that went down or
+        was fenced, after the item was handed out again): ignore the reply.
+        """
+        holder = self._holder.get(key)
+        if holder is None or (worker is not None and worker != holder):
+            return False
+        del self._holder[key]
+        items = self._unacked.get(holder)
+        if items is not None:
+            items.pop(key, None)
+        return True
+
+    @property
+    def outstanding(self) -> int:
+        """Items handed out and not yet acknowledged."""
+        return len(self._holder)
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for a worker with room (including re-queued ones)."""
+        return len(self._backlog)
+
+    def unacknowledged(self, worker: PID) -> list[Hashable]:
+        """Keys ``worker`` holds, in the order they were handed to it."""
+        return list(self._unacked.get(worker, ()))
 
     async def broadcast(self, msg: Any) -> None:
         """Send ``msg`` to every live worker."""
         for pid in list(self.workers):
             await self.ctx.send(pid, msg)
+
+    async def _drain(self) -> None:
+        """Hand queued items to workers with room, round-robin."""
+        limit = self.in_flight_limit
+        while self._backlog and self.workers:
+            n = len(self.workers)
+            for step in range(n):
+                pid = self.workers[(self._next + step) % n]
+                if limit is None or len(self._unacked.get(pid, ())) < limit:
+                    self._next = (self._next + step + 1) % n
+                    break
+            else:
+                return  # every worker is full
+            key, work = self._backlog.popleft()
+            await self.assign(work, key=key, to=pid)
+
+    def _requeue(self, pid: PID) -> None:
+        items = self._unacked.pop(pid, {})
+        for key in items:
+            if self._holder.get(key) == pid:
+                del self._holder[key]
+        # Back to the front, in the order they were handed out.
+        self._backlog.extendleft(reversed(list(items.items())))
+
+    async def _lose(self, pid: PID, reason: Reason) -> None:
+        if pid in self.workers:
+            self.workers.remove(pid)
+        self._given_up.add(pid)
+        self._slot_of.pop(pid, None)
+        self._requeue(pid)
+        await self.worker_down(pid, reason)
+        await self._drain()
 
     # The job's outcome goes to the process that started the coordinator (the node's
     # ecosystem host under `ecoc run`/`ecoc node`); without one it is only logged.
@@ -227,22 +361,43 @@ class Coordinator(Worker):
             return
         self.ctx.cast(parent, msg)
 
+    async def _worker_started(self, msg: WorkerStarted) -> None:
+        pid = msg.pid
+        if pid in self.workers or pid in self._given_up:
+            return
+        if msg.index is not None:
+            generation = msg.generation or 0
+            newest = self._generation.get(msg.index, -1)
+            if generation < newest:
+                self.ctx.log.info("ignoring worker %s: generation %d of slot %d is fenced (newest %d)",
+                                  pid, generation, msg.index, newest)
+                self._given_up.add(pid)
+                return
+            self._generation[msg.index] = generation
+            for old, slot in list(self._slot_of.items()):
+                if slot == msg.index and old != pid and generation > newest:
+                    await self._lose(old, FENCED)  # an older generation of the same slot still runs somewhere
+            self._slot_of[pid] = msg.index
+        self.workers.append(pid)
+        self._unacked.setdefault(pid, {})
+        self._worker_refs[self.ctx.monitor(pid)] = pid
+        await self.worker_started(pid)
+        await self._drain()
+
     async def _dispatch(self, msg: Any) -> None:
         kind = type(msg)
         if kind is WorkerStarted:
-            if msg.pid not in self.workers:
-                self.workers.append(msg.pid)
-                self._worker_refs[self.ctx.monitor(msg.pid)] = msg.pid
-                await self.worker_started(msg.pid)
+            await self._worker_started(msg)
         elif kind is Down and msg.ref in self._worker_refs:
             pid = self._worker_refs.pop(msg.ref)
             if pid in self.workers:
-                self.workers.remove(pid)
-            await self.worker_down(pid, msg.reason)
+                await self._lose(pid, msg.reason)
         elif kind is NodeDown:
             await self.node_down(msg.node)
         else:
             await self.handle(msg)
+            if self._backlog:
+                await self._drain()  # acknowledgements in handle may have made room
 
 
 def load_component(ref: str, base: type[Worker] = Worker) -> type[Worker]:

@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from types import FunctionType
 from typing import Any, Protocol
 
 import trio
@@ -112,6 +113,8 @@ class RemoteRouter(Protocol):
 
 def _entry(target: Any, args: tuple[Any, ...]) -> tuple[Callable[..., Any], tuple[Any, ...], bool]:
     """(function, args, whether it reports its own start with ``notify_started``)."""
+    if type(target) is FunctionType:  # the common case, without a failing attribute lookup
+        return target, args, False
     as_process = getattr(target, "as_process", None)
     if as_process is not None:
         return as_process(*args), (), True
@@ -306,7 +309,7 @@ class Kernel:
         reason = NORMAL
         outer: BaseException | None = None
         try:
-            if 1:
+            with ctx._scope:  # type: ignore[union-attr]
                 coro = fn(ctx, *args)
                 if not hasattr(coro, "__await__"):
                     raise TypeError(f"process target {fn!r} must be an async function, it returned {coro!r}")
@@ -370,6 +373,7 @@ class Kernel:
 
     def _on_exit(self, ctx: Context, reason: Reason) -> None:
         ctx._exited = True
+        ctx._task = None  # breaks the task -> coroutine -> ctx cycle: a dead process is freed at once, not by the GC
         pid = ctx.pid
         if self._procs.get(pid.serial) is ctx:
             del self._procs[pid.serial]

@@ -3,29 +3,39 @@
 Every node runs an :class:`EcosystemService`.  It is
 
 * the node's **factory**: a ``SPAWN_REQ`` envelope (on the ``std.control``
-  channel) asks it to start worker ``index`` of an ecosystem; it starts the
-  worker under the node's local supervisor for that ecosystem (one per
-  ecosystem, built from the plan's ``supervision`` block: strategy, restart
-  type, intensity, shutdown timeout) and answers ``SPAWN_REPLY`` with the PID
-  or an error.  Each time a worker (re)starts it casts
-  :class:`~eco.runtime.component.WorkerStarted` to its coordinator, so the
-  coordinator also learns about workers its supervisor restarted;
+  channel) asks it to start slot ``index`` of an ecosystem at a
+  ``generation``; it checks ``allow spawn from`` against the requesting
+  member (:func:`~eco.runtime.placement.spawn_allowed`), starts the worker
+  under the node's local supervisor for that ecosystem (built from the plan's
+  ``supervision`` block) and answers ``SPAWN_REPLY`` with the PID, or with an
+  error the requester raises (a refusal is never dropped silently).  A
+  ``fence`` request stops every worker of an ecosystem the requester no
+  longer places on this node.  Each time a worker (re)starts it casts
+  :class:`~eco.runtime.component.WorkerStarted` (with its slot and
+  generation) to its coordinator;
 * on the ecosystem's **home node** (the first node of the cluster in the
-  plan), the **host** of each ecosystem: a process that starts the
-  coordinator, then the workers, round-robin over the nodes the
-  ``distribution`` policy allows (``cluster_wide``: all nodes in plan order,
-  ``explicit_nodes``: those listed, ``local_only``: the home node), and
-  reports the coordinator's progress and outcome (``Coordinator.progress`` /
-  ``complete`` / ``fail``) through the ``report`` callback.
+  plan), the **host** of each ecosystem: a process that waits for the names
+  the ecosystem ``requires``, starts the coordinator (registering it under
+  ``register as``), places the workers with the ``distribution`` policy
+  (:mod:`eco.runtime.placement`, load reports from :mod:`eco.runtime.node_load`)
+  and asks each chosen node's factory to start them.  It then **heals**: when
+  a member is declared down, every slot it hosted is re-placed
+  (:func:`~eco.runtime.placement.replace`) and re-spawned one generation up
+  (the supervision's restart intensity applies; exceeding it fails the job),
+  and a member that comes back is told to stop workers of fenced generations.
+  It reports the coordinator's progress and outcome through ``report``.
 
-Lost nodes are forwarded to each local coordinator as
-:class:`~eco.runtime.component.NodeDown`.  Placement policies proper
-(least-loaded, topology-aware) arrive with the cluster layer.
+Lost nodes are also forwarded to each local coordinator as
+:class:`~eco.runtime.component.NodeDown`; the coordinator re-queues the
+unacknowledged work of its lost workers itself (``Coordinator.submit`` /
+``acknowledge``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -35,19 +45,32 @@ from eco.plan import Cluster, Ecosystem, Plan
 
 from .component import Coordinator, JobOutcome, JobProgress, NodeDown, Worker, WorkerStarted, load_component
 from .errors import ComponentLoadError, EcoRuntimeError, MailboxFull
+from .healing import RestartBudget, SlotTable
+from .membership import MemberEvent, MemberState
 from .node import CONTROL_CHANNEL, Node, NodeError
+from .node_load import LoadMonitor
+from .node_members import ClusterView
+from .node_names import ClusterNames, NameTimeout
 from .pid import PID
+from .placement import PlacementContext, PlacementError, place, replace, spawn_allowed
 from .process import Context
 from .signals import Down
-from .supervisor import ChildSpec, Supervisor, start_child
+from .supervisor import ChildSpec, Supervisor, delete_child, start_child, terminate_child
 from .transport import Connection
 from .wire import Envelope, Kind
 
-__all__ = ["EcosystemService", "home_node", "worker_nodes"]
+__all__ = ["EcosystemService", "SpawnRefused", "home_node", "worker_nodes", "REQUIRES_TIMEOUT"]
 
 log = logging.getLogger("eco.runtime.node")
 
 Report = Callable[..., None]
+
+REQUIRES_TIMEOUT = 30.0
+"""Seconds an ecosystem waits for each name it ``requires`` before its job fails."""
+
+
+class SpawnRefused(NodeError):
+    """The factory of the target node refused the spawn (``allow spawn from``)."""
 
 
 def home_node(cluster: Cluster) -> str:
@@ -58,7 +81,7 @@ def home_node(cluster: Cluster) -> str:
 
 
 def worker_nodes(eco: Ecosystem, cluster: Cluster) -> list[str]:
-    """The nodes workers are spread over, in round-robin order, per the distribution policy."""
+    """The nodes the distribution policy allows, in plan order (``local_only``: the home node)."""
     names = [n.name for n in cluster.nodes]
     policy = eco.distribution.policy
     if policy == "local_only":
@@ -69,35 +92,53 @@ def worker_nodes(eco: Ecosystem, cluster: Cluster) -> list[str]:
     return names
 
 
-async def _worker_entry(ctx: Context, cls: type[Worker], coordinator: PID) -> None:
+async def _worker_entry(ctx: Context, cls: type[Worker], coordinator: PID, index: int, generation: int) -> None:
     # Runs on every (re)start, so the coordinator always hears about the current PID.
     try:
-        ctx.cast(coordinator, WorkerStarted(ctx.self))
+        ctx.cast(coordinator, WorkerStarted(ctx.self, index, generation))
     except (MailboxFull, EcoRuntimeError) as exc:
         ctx.log.warning("could not tell coordinator %s about worker %s: %s", coordinator, ctx.self, exc)
     await cls.as_process()(ctx)
+
+
+class _MemberChange:
+    """Local message to an ecosystem host: a member changed state."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: MemberEvent) -> None:
+        self.event = event
 
 
 class EcosystemService:
     """The spawn service and ecosystem hosts of one node (see the module docstring)."""
 
     def __init__(self, node: Node, plan: Plan, cluster: Cluster, *, report: Report | None = None,
-                 spawn_timeout: float = 10.0) -> None:
+                 spawn_timeout: float = 10.0, requires_timeout: float = REQUIRES_TIMEOUT,
+                 rng: random.Random | None = None, load_interval: float = 0.5) -> None:
         self.node = node
         self.kernel = node.kernel
         self.plan = plan
         self.cluster = cluster
         self.report: Report = report or (lambda event, **fields: None)
         self.spawn_timeout = spawn_timeout
+        self.requires_timeout = requires_timeout
+        self.rng = rng or random.Random()
+        self.view = ClusterView(node, cluster)
+        self.load = LoadMonitor(node, interval=load_interval)
+        self.names = ClusterNames(node)
         self._supervisors: dict[str, PID] = {}
         self._sup_lock = trio.Lock()
+        self._children: dict[tuple[str, int], tuple[int, str]] = {}  # (ecosystem, index) -> (generation, child id)
         self._pending: dict[int, tuple[str, trio.Event, list[Any]]] = {}
         self._next_ref = 0
         self._coordinators: dict[str, PID] = {}
+        self._hosts: dict[str, PID] = {}
         self._nursery: trio.Nursery | None = None
         node.handle(Kind.SPAWN_REQ, self._on_spawn_request)
         node.handle(Kind.SPAWN_REPLY, self._on_spawn_reply)
         node.on_node_down(self._on_node_down)
+        self.view.subscribe(self._on_member)
         carries = {}
         for channel in plan.channels:
             for message in channel.carries:
@@ -112,28 +153,36 @@ class EcosystemService:
         """Serve spawn requests; on the home node, start every ecosystem once all nodes are connected."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.view.run)
+            nursery.start_soon(self.load.run)
             task_status.started()
             await self.node.wait_connected(n.name for n in self.cluster.nodes)
             self.report("ready", node=self.node.name, peers=self.node.peers)
             if self.is_home:
                 for eco in self.plan.ecosystems:
                     if eco.cluster in (None, self.cluster.name):
-                        await self.kernel.spawn(_ecosystem_host, self, eco, name=f"eco.host.{eco.name}")
+                        self._hosts[eco.name] = await self.kernel.spawn(_ecosystem_host, self, eco, name=f"eco.host.{eco.name}")
             await trio.sleep_forever()
 
-    # ------------------------------------------------------------ spawning
+    # ------------------------------------------------------------ spawning (requester side)
 
-    async def spawn_worker(self, node: str, ecosystem: str, index: int, coordinator: PID) -> PID:
-        """Start worker ``index`` of ``ecosystem`` on ``node`` (this one or a peer); NodeError on failure."""
+    async def spawn_worker(self, node: str, ecosystem: str, index: int, coordinator: PID, generation: int = 0) -> PID:
+        """Start slot ``index`` of ``ecosystem`` on ``node`` (this one or a peer).
+
+        Raises :class:`SpawnRefused` when that node's ``allow spawn from`` rules
+        refuse this node, :class:`NodeError` on any other failure.
+        """
+        request = {"op": "spawn", "ecosystem": ecosystem, "index": index, "generation": generation,
+                   "coordinator": coordinator}
         if node == self.node.name:
-            return await self._start_local(ecosystem, index, coordinator)
+            return await self._serve_locally(self.node.name, request)
         self._next_ref += 1
         ref = self._next_ref
         done = trio.Event()
         box: list[Any] = []
         self._pending[ref] = (node, done, box)
         try:
-            request = {"ref": ref, "ecosystem": ecosystem, "index": index, "coordinator": coordinator}
+            request["ref"] = ref
             if not self.node.send_envelope(node, Envelope(Kind.SPAWN_REQ, CONTROL_CHANNEL, None, None, 0, request)):
                 raise NodeError(f"cannot start worker {index} of {ecosystem} on node {node}: not connected")
             with trio.move_on_after(self.spawn_timeout):
@@ -141,28 +190,20 @@ class EcosystemService:
             if not box:
                 raise NodeError(f"node {node} did not answer a spawn request within {self.spawn_timeout:g}s")
             reply = box[0]
-            if isinstance(reply, str):
-                raise NodeError(reply)
+            if isinstance(reply, BaseException):
+                raise reply
             return reply
         finally:
             self._pending.pop(ref, None)
 
-    def _on_spawn_request(self, conn: Connection, env: Envelope) -> None:
-        req = env.payload
-        if not (isinstance(req, dict) and type(req.get("ref")) is int and isinstance(req.get("ecosystem"), str)
-                and type(req.get("index")) is int and type(req.get("coordinator")) is PID):
-            log.warning("node %s: malformed spawn request from %s", self.node.name, conn.peer.node)
-            return
-        assert self._nursery is not None
-        self._nursery.start_soon(self._serve_spawn, conn.peer.node, req)
-
-    async def _serve_spawn(self, peer: str, req: dict) -> None:
-        try:
-            pid = await self._start_local(req["ecosystem"], req["index"], req["coordinator"])
-            reply: dict[str, Any] = {"ref": req["ref"], "pid": pid}
-        except NodeError as exc:
-            reply = {"ref": req["ref"], "error": str(exc)}
-        self.node.send_envelope(peer, Envelope(Kind.SPAWN_REPLY, CONTROL_CHANNEL, None, None, 0, reply))
+    def fence(self, node: str, ecosystem: str, keep: list[tuple[int, int]]) -> bool:
+        """Ask ``node`` to stop every worker of ``ecosystem`` except the ``(index, generation)`` pairs in ``keep``."""
+        request = {"op": "fence", "ecosystem": ecosystem, "keep": [list(k) for k in keep]}
+        if node == self.node.name:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._fence_local, ecosystem, keep)
+            return True
+        return self.node.send_envelope(node, Envelope(Kind.SPAWN_REQ, CONTROL_CHANNEL, None, None, 0, request))
 
     def _on_spawn_reply(self, conn: Connection, env: Envelope) -> None:
         reply = env.payload
@@ -173,30 +214,99 @@ class EcosystemService:
             return
         _, done, box = pending
         pid = reply.get("pid")
-        box.append(pid if type(pid) is PID else f"node {conn.peer.node}: {reply.get('error', 'malformed spawn reply')}")
+        if type(pid) is PID:
+            box.append(pid)
+        else:
+            error = f"node {conn.peer.node}: {reply.get('error', 'malformed spawn reply')}"
+            box.append(SpawnRefused(error) if reply.get("refused") else NodeError(error))
         done.set()
 
-    async def _start_local(self, ecosystem: str, index: int, coordinator: PID) -> PID:
+    # ------------------------------------------------------------ the factory (receiving side)
+
+    def _on_spawn_request(self, conn: Connection, env: Envelope) -> None:
+        req = env.payload
+        assert self._nursery is not None
+        if isinstance(req, dict) and req.get("op") == "fence" and isinstance(req.get("ecosystem"), str):
+            try:
+                keep = [(int(i), int(g)) for i, g in req.get("keep", ())]
+            except (TypeError, ValueError):
+                keep = None
+            if keep is not None:
+                self._nursery.start_soon(self._fence_local, req["ecosystem"], keep)
+                return
+        elif (isinstance(req, dict) and req.get("op", "spawn") == "spawn" and type(req.get("ref")) is int
+              and isinstance(req.get("ecosystem"), str) and type(req.get("index")) is int
+              and type(req.get("generation", 0)) is int and type(req.get("coordinator")) is PID):
+            self._nursery.start_soon(self._serve_spawn, conn.peer.node, req)
+            return
+        log.warning("node %s: malformed spawn service request from %s", self.node.name, conn.peer.node)
+
+    async def _serve_spawn(self, peer: str, req: dict) -> None:
+        try:
+            pid = await self._serve_locally(peer, req)
+            reply: dict[str, Any] = {"ref": req["ref"], "pid": pid}
+        except NodeError as exc:
+            reply = {"ref": req["ref"], "error": str(exc), "refused": isinstance(exc, SpawnRefused)}
+        self.node.send_envelope(peer, Envelope(Kind.SPAWN_REPLY, CONTROL_CHANNEL, None, None, 0, reply))
+
+    async def _serve_locally(self, requester: str, req: dict) -> PID:
+        ecosystem, index, generation = req["ecosystem"], req["index"], req.get("generation", 0)
         try:
             eco = self.plan.ecosystem(ecosystem)
         except KeyError:
             raise NodeError(f"node {self.node.name} does not know ecosystem {ecosystem!r}") from None
+        allowed, why = spawn_allowed(eco.allow_spawn_from, self.view.member(requester))
+        if not allowed:
+            log.warning("node %s: %s (ecosystem %s)", self.node.name, why, ecosystem)
+            raise SpawnRefused(f"{why} (ecosystem {ecosystem}, worker {index})")
+        return await self._start_local(eco, index, generation, req["coordinator"])
+
+    async def _start_local(self, eco: Ecosystem, index: int, generation: int, coordinator: PID) -> PID:
         try:
             cls = load_component(eco.workers.text, Worker)
         except ComponentLoadError as exc:
             raise NodeError(f"node {self.node.name}: {exc}") from None
         sup = await self._supervisor(eco)
+        old = self._children.get((eco.name, index))
+        if old is not None:
+            if old[0] >= generation:
+                raise NodeError(f"node {self.node.name}: worker {index} of {eco.name} already runs here "
+                                f"at generation {old[0]} (asked for {generation})")
+            await self._stop_child(sup, eco.name, index)  # an older generation of the slot: fenced
+        child_id = f"worker-{index}.{generation}"
         spec = ChildSpec(
-            id=f"worker-{index}",
+            id=child_id,
             start=_worker_entry,
-            args=(cls, coordinator),
+            args=(cls, coordinator, index, generation),
             restart=eco.supervision.restart,
             shutdown=eco.supervision.shutdown,
         )
         try:
-            return await start_child(self.kernel, sup, spec)
+            pid = await start_child(self.kernel, sup, spec)
         except EcoRuntimeError as exc:
-            raise NodeError(f"node {self.node.name}: cannot start worker {index} of {ecosystem}: {exc}") from None
+            raise NodeError(f"node {self.node.name}: cannot start worker {index} of {eco.name}: {exc}") from None
+        self._children[(eco.name, index)] = (generation, child_id)
+        return pid
+
+    async def _fence_local(self, ecosystem: str, keep: list[tuple[int, int]]) -> None:
+        wanted = set(keep)
+        sup = self._supervisors.get(ecosystem)
+        if sup is None:
+            return
+        for (name, index), (generation, _child) in list(self._children.items()):
+            if name == ecosystem and (index, generation) not in wanted:
+                log.info("node %s: stopping fenced worker %d (generation %d) of %s", self.node.name, index, generation, ecosystem)
+                await self._stop_child(sup, ecosystem, index)
+
+    async def _stop_child(self, sup: PID, ecosystem: str, index: int) -> None:
+        entry = self._children.pop((ecosystem, index), None)
+        if entry is None:
+            return
+        try:
+            await terminate_child(self.kernel, sup, entry[1], timeout=self.spawn_timeout)
+            await delete_child(self.kernel, sup, entry[1])
+        except EcoRuntimeError as exc:
+            log.warning("node %s: could not stop worker %s of %s: %s", self.node.name, entry[1], ecosystem, exc)
 
     async def _supervisor(self, eco: Ecosystem) -> PID:
         async with self._sup_lock:
@@ -204,12 +314,15 @@ class EcosystemService:
             if pid is None or not self.kernel.is_alive(pid):
                 pid = await self.kernel.spawn(Supervisor.from_plan(eco.supervision), name=f"eco.sup.{eco.name}")
                 self._supervisors[eco.name] = pid
+                self._children = {k: v for k, v in self._children.items() if k[0] != eco.name}
             return pid
+
+    # ------------------------------------------------------------ membership
 
     def _on_node_down(self, node: str) -> None:
         for ref, (target, done, box) in list(self._pending.items()):
             if target == node:
-                box.append(f"node {node} was lost before answering a spawn request")
+                box.append(NodeError(f"node {node} was lost before answering a spawn request"))
                 done.set()
         for coordinator in list(self._coordinators.values()):
             try:
@@ -217,35 +330,143 @@ class EcosystemService:
             except EcoRuntimeError:
                 pass
 
+    def _on_member(self, event: MemberEvent) -> None:
+        member = event.member
+        if member.state in (MemberState.DOWN, MemberState.LEFT):
+            self.names.node_down(member.name, member.incarnation)
+        elif member.state == MemberState.UP:
+            self.names.peer_up(member.name)
+        for host in list(self._hosts.values()):
+            try:
+                self.kernel.cast(host, _MemberChange(event))
+            except EcoRuntimeError:
+                pass
+
+    def placement_context(self, cursor: int = 0, current: dict[str, int] | None = None) -> PlacementContext:
+        """What a placement decision made on this node knows right now."""
+        return PlacementContext(
+            members=self.view.members(), requester=self.node.name, now=trio.current_time(),
+            loads=self.load.reports(), rng=self.rng, cursor=cursor, current=dict(current or {}),
+        )
+
+
+class _Host:
+    """The state of one ecosystem's host process (see :func:`_ecosystem_host`)."""
+
+    def __init__(self, ctx: Context, service: EcosystemService, eco: Ecosystem) -> None:
+        self.ctx = ctx
+        self.service = service
+        self.eco = eco
+        self.report = service.report
+        self.slots = SlotTable()
+        self.cursor = 0
+        self.budget = RestartBudget(eco.supervision.max_restarts, eco.supervision.within)
+        self.coordinator: PID | None = None
+        self.started = trio.current_time()
+
+    def fail(self, reason: str) -> None:
+        self.report("failed", ecosystem=self.eco.name, reason=reason,
+                    elapsed=round(trio.current_time() - self.started, 3))
+        if self.coordinator is not None:
+            self.ctx.kernel.kill(self.coordinator)
+
+    async def spawn_slot(self, index: int, node: str, exclude: set[str]) -> str:
+        """Spawn slot ``index`` on ``node``, moving on to another placement if that node fails; returns the node."""
+        service, eco = self.service, self.eco
+        while True:
+            slot = self.slots.place(index, node)
+            try:
+                assert self.coordinator is not None
+                await service.spawn_worker(node, eco.name, index, self.coordinator, slot.generation)
+                return node
+            except SpawnRefused:
+                raise
+            except NodeError as exc:
+                log.warning("ecosystem %s: worker %d could not start on %s (%s); placing it elsewhere", eco.name, index, node, exc)
+                exclude.add(node)
+                ctx = service.placement_context(self.cursor, self.slots.counts())
+                moved, self.cursor = replace([index], node, eco.distribution,
+                                             _excluding(ctx, exclude))
+                node = moved[index]
+
+    async def start_workers(self) -> None:
+        eco = self.eco
+        placement = place(eco.worker_count, eco.distribution, self.service.placement_context(self.cursor))
+        self.cursor = placement.cursor
+        exclude: set[str] = set()
+        for index, node in enumerate(placement.nodes):
+            await self.spawn_slot(index, node, exclude)
+
+    async def heal(self, node: str) -> None:
+        """Re-spawn every slot ``node`` hosted on healthy nodes, one generation up."""
+        lost = self.slots.on(node)
+        if not lost:
+            return
+        began = trio.current_time()
+        eco = self.eco
+        if not self.budget.allow(began, len(lost)):
+            raise _Escalate(
+                f"reached max restart intensity ({eco.supervision.max_restarts} within {eco.supervision.within:g}s) "
+                f"re-spawning the {len(lost)} worker(s) lost with node {node}")
+        ctx = self.service.placement_context(self.cursor, self.slots.counts())
+        moved, self.cursor = replace([s.index for s in lost], node, eco.distribution, ctx)
+        exclude = {node}
+        placed = {}
+        for index, target in moved.items():
+            placed[index] = await self.spawn_slot(index, target, exclude)
+        self.report("recovered", ecosystem=eco.name, node=node,
+                    workers={str(i): n for i, n in sorted(placed.items())},
+                    seconds=round(trio.current_time() - began, 4))
+
+    def fence(self, node: str) -> None:
+        """``node`` is (back) up: it must run only the slots placed on it now."""
+        keep = [(s.index, s.generation) for s in self.slots.on(node)]
+        self.service.fence(node, self.eco.name, keep)
+
+
+class _Escalate(Exception):
+    pass
+
+
+def _excluding(ctx: PlacementContext, exclude: set[str]) -> PlacementContext:
+    return dataclasses.replace(ctx, exclude=frozenset(ctx.exclude) | exclude)
+
 
 async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosystem) -> None:
-    """Starts one ecosystem's coordinator and workers and reports the job's progress and outcome."""
+    """Starts one ecosystem, heals it when nodes are lost, reports the job's progress and outcome."""
+    host = _Host(ctx, service, eco)
     report = service.report
-    started = trio.current_time()
     try:
         cls = load_component(eco.coordinator.text, Coordinator)
     except ComponentLoadError as exc:
         report("failed", ecosystem=eco.name, reason=str(exc))
         return
-    coordinator = await ctx.spawn(cls, monitor=True)
+    for name in eco.requires:
+        try:
+            await service.names.wait_for(name, service.requires_timeout)
+        except NameTimeout as exc:
+            report("failed", ecosystem=eco.name, reason=f'ecosystem {eco.name} requires "{name}": {exc}')
+            return
+    coordinator = host.coordinator = await ctx.spawn(cls, monitor=True)
     service._coordinators[eco.name] = coordinator
-    nodes = worker_nodes(eco, service.cluster)
     try:
-        for index in range(eco.worker_count):
-            await service.spawn_worker(nodes[index % len(nodes)], eco.name, index, coordinator)
-    except NodeError as exc:
-        report("failed", ecosystem=eco.name, reason=str(exc))
-        ctx.kernel.kill(coordinator)
-        return
-    report("started", ecosystem=eco.name, workers=eco.worker_count, nodes=sorted(set(nodes[: max(eco.worker_count, 1)])))
-    try:
+        if eco.register_as:
+            service.names.register(eco.register_as, coordinator)
+        try:
+            await host.start_workers()
+        except (NodeError, PlacementError) as exc:
+            host.fail(str(exc))
+            return
+        layout = host.slots.layout()
+        report("started", ecosystem=eco.name, workers=eco.worker_count, nodes=sorted(set(layout.values())),
+               placement={str(i): n for i, n in layout.items()})
         while True:
             msg = await ctx.receive()
             kind = type(msg)
             if kind is JobProgress:
                 report("progress", ecosystem=eco.name, done=msg.done, total=msg.total, unit=msg.unit)
             elif kind is JobOutcome:
-                elapsed = round(trio.current_time() - started, 3)
+                elapsed = round(trio.current_time() - host.started, 3)
                 if msg.ok:
                     report("complete", ecosystem=eco.name, result=msg.value, elapsed=elapsed)
                 else:
@@ -254,5 +475,17 @@ async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosyste
             elif kind is Down and msg.pid == coordinator:
                 report("failed", ecosystem=eco.name, reason=f"the coordinator exited without finishing the job ({msg.reason})")
                 return
+            elif kind is _MemberChange:
+                member = msg.event.member
+                if member.state in (MemberState.DOWN, MemberState.LEFT):
+                    try:
+                        await host.heal(member.name)
+                    except (NodeError, PlacementError, _Escalate) as exc:
+                        host.fail(f"cannot recover from the loss of node {member.name}: {exc}")
+                        return
+                elif member.state == MemberState.UP:
+                    host.fence(member.name)
     finally:
         service._coordinators.pop(eco.name, None)
+        if eco.register_as:
+            service.names.unregister(eco.register_as, coordinator)

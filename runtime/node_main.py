@@ -37,6 +37,7 @@ import trio
 
 from eco.plan import Cluster, Plan, PlanError, Secret, load_plan
 
+from .gctune import tune_gc
 from .kernel import Kernel
 from .node import Node, node_transport_config
 from .node_ecosystem import EcosystemService
@@ -176,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         format=f"%(asctime)s {args.name} %(levelname)s %(name)s: %(message)s",
     )
     report = Reporter(enabled=args.report)
+    tune_gc()  # many long-lived processes: see eco.runtime.gctune
     try:
         return trio.run(serve_node, args, plan, cluster, cookie, listen, report)
     except KeyboardInterrupt:

@@ -33,6 +33,8 @@ from typing import Any
 import trio
 
 from .raft import (
+    AppendEntries,
+    Heartbeat,
     NotLeader,
     RaftConfig,
     RaftNode,
@@ -46,6 +48,7 @@ from .raft import (
 log = logging.getLogger("eco.raft")
 
 SendFn = Callable[[Any, list], None]
+_LEADER_EARLY = (AppendEntries, Heartbeat)
 
 
 # ------------------------------------------------------------------------ errors
@@ -312,6 +315,13 @@ class RaftDriver:
             while node.has_ready():
                 rd = node.ready()
                 self.stats["readies"] += 1
+                if rd.messages and self.node.role is Role.LEADER:
+                    # A leader's appends may go out before its own write (Raft thesis 10.2.1): its
+                    # entries count towards commit only once persisted, so the two fsyncs overlap.
+                    early = [m for m in rd.messages if type(m) in _LEADER_EARLY]
+                    if early:
+                        self._send_all(early)
+                        rd.messages = [m for m in rd.messages if type(m) not in _LEADER_EARLY]
                 await self._persist(rd)
                 self._send_all(rd.messages)
                 self._apply(rd)

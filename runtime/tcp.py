@@ -1,9 +1,11 @@
 """The TCP transport (trio).
 
 Each connection runs three tasks: a reader (bytes -> :class:`FrameDecoder` ->
-inbox), a writer (drains the :class:`FrameEncoder` send buffer in one
-``send_all`` per wake-up, so frames queued while a write is in flight go out
-together), and the keepalive.  Sockets use TCP_NODELAY.  A connection that
+inbox or receiver callback, every frame of a read in one step), a writer
+(drains the :class:`FrameEncoder` send buffer in one write per wake-up, so
+frames queued while a write is in flight go out together), and the keepalive.
+A message sent while the writer is idle is written directly by ``send``, with
+no task switch.  Sockets use TCP_NODELAY.  A connection that
 fails (refused handshake, garbage, oversized frame, silence) is closed and
 logged; the listener keeps serving everyone else.
 
@@ -38,7 +40,7 @@ from .transport import (
     TransportConfig,
     drive_handshake,
 )
-from .wire import Envelope, FrameDecoder, FrameEncoder, Kind, ProtocolError
+from .wire import _KIND_INT, WIRE_VERSION, Envelope, FrameDecoder, FrameEncoder, Kind, ProtocolError
 
 log = logging.getLogger("eco.transport")
 
@@ -108,6 +110,8 @@ class TcpConnection(Connection):
         self._add = framed.encoder.add
         self._encode = framed.encoder.encode
         self._encode_fields = framed.encoder.encode_fields
+        self._pack = framed.encoder._pack
+        self._max_frame = config.max_frame_size
         # Direct writes (see _buffer): the socket's descriptor, and whether a
         # frame was written directly since the writer or reader last ran.
         self._fd = stream_fd(framed.stream)
@@ -141,10 +145,22 @@ class TcpConnection(Connection):
         sendbuf = self._sendbuf
         if len(sendbuf) >= self._limit:
             raise trio.WouldBlock
-        if self._writer_idle:
-            self._buffer(self._encode_fields(kind, channel, source, destination, sequence, payload))
+        # FrameEncoder.encode_fields inlined for the common case (a known kind
+        # that is a Kind or a plain int): this is the node's per-message path.
+        value = _KIND_INT.get(kind)
+        if value is None or value == 1 or type(channel) is not str or type(sequence) is not int:
+            data = self._encode_fields(kind, channel, source, destination, sequence, payload)  # explains the error
         else:
-            sendbuf += self._encode_fields(kind, channel, source, destination, sequence, payload)
+            try:
+                data = self._pack((WIRE_VERSION, value, channel, source, destination, sequence, payload))
+            except (TypeError, ValueError, OverflowError):
+                data = self._encode_fields(kind, channel, source, destination, sequence, payload)  # raises ProtocolError
+            if len(data) > self._max_frame:
+                data = self._encode_fields(kind, channel, source, destination, sequence, payload)  # raises FrameTooLarge
+        if self._writer_idle:
+            self._buffer(data)
+        else:
+            sendbuf += data
 
     def _buffer(self, data: bytes) -> None:
         """Send the encoded frame now if the line is idle, else queue it for the writer task.

@@ -194,6 +194,8 @@ class Connection(abc.ABC):
         Raises :class:`ConnectionClosed` once the connection is closed and
         everything received before has been returned.
         """
+        if max_items is not None and max_items < 1:
+            raise ValueError("max_items must be at least 1")
         inbox = self._inbox
         if not inbox:
             await self._wait_inbox()
@@ -201,8 +203,6 @@ class Connection(abc.ABC):
             batch = list(inbox)
             inbox.clear()
         else:
-            if max_items < 1:
-                raise ValueError("max_items must be at least 1")
             popleft = inbox.popleft
             batch = [popleft() for _ in range(max_items)]
             if self._readers_waiting:
@@ -259,7 +259,7 @@ class Connection(abc.ABC):
 
     async def __anext__(self) -> Envelope:
         inbox = self._inbox
-        if inbox and not self._space_waiting:  # (receive() inlined for a busy connection)
+        if inbox and not self._space_waiting and not self._readers_waiting:  # (receive() inlined for a busy connection)
             return inbox.popleft()
         try:
             return await self.receive()

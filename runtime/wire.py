@@ -39,7 +39,7 @@ class Kind(enum.IntEnum):
     """Envelope kinds.  Values are grouped in ranges so later issues can add kinds.
 
     * 1-15 handshake, 16-31 connection control (these never reach the node),
-    * 32-47 messaging, 48-63 links and monitors, 64-79 remote spawning,
+    * 32-47 messaging, 48-63 links and monitors, 64-79 remote spawning and ecosystem services,
     * 80-127 reserved for cluster membership, 128-191 for consensus and
       replicated state, 192-255 for applications and extensions.
     """
@@ -67,6 +67,12 @@ class Kind(enum.IntEnum):
 
     SPAWN_REQ = 64
     SPAWN_REPLY = 65
+
+    MEMBERSHIP = 80  # a membership core message (channel "membership", payload: cluster.encode_message)
+    STATUS_REQ = 81  # `ecoc status` asks a node for its status
+    STATUS_REPLY = 82
+    NAMES = 66  # the cluster-wide name table (runtime.names), gossiped between nodes
+    LOAD = 67  # a node's load report (placement's least_loaded)
 
     RAFT = 128  # a Raft peer message (payload: raft.message_to_wire list)
 

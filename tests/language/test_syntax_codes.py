@@ -10,7 +10,7 @@ from eco.language.source import decode_source
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "diagnostics" / "cases"
 EXPLAIN = ROOT / "compiler" / "explain"
-# Not triggerable by a small checked-in file: a >4 MB file (tested in test_source_loading) and parser bugs.
+# Not triggerable by a small checked-in file: a file over the size limit (tested in test_source_loading) and parser bugs.
 NO_CASE_FILE = {codes.FILE_TOO_LARGE, codes.INTERNAL_PARSER_ERROR}
 
 

@@ -1,0 +1,580 @@
+"""Membership in a running node: the trio driver of the sans-IO membership cores.
+
+::
+
+    membership = ClusterMembership(node, cluster, join=["10.0.0.1:7101"])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.serve, listen, join)
+        await nursery.start(membership.run)
+        ...
+        await membership.leave()          # graceful: peers learn it at once
+
+The core is chosen by the plan's ``failure_detector``: ``phi`` runs
+:class:`~eco.runtime.mesh.MeshMembership` (phi accrual on heartbeats, gossip
+with bounded fanout), ``swim`` runs :class:`~eco.runtime.swim.SwimNode`.  Which
+links exist is chosen by ``topology``:
+
+* ``full_mesh``: the node dials its ``join`` addresses and the plan's seeds,
+  then every member it learns about (addresses travel with member records);
+* ``static``: the node dials every node declared in the plan, and only those
+  are members;
+* ``client_server``: servers (the topology's ``servers``, else the seeds, else
+  the first node) dial each other; clients dial servers only.  SWIM needs
+  any-to-any probes, so a ``client_server`` cluster always runs the phi core;
+* ``hyparview``: treated as ``full_mesh`` by this driver (see docs/membership.md,
+  known gaps).
+
+Core messages travel on the node's peer connections as ``MEMBERSHIP``
+envelopes (channel ``"membership"``) whose payload is :func:`encode_message`.
+Member events go to subscribers (:meth:`subscribe`), into a ring buffer of
+recent events (for ``ecoc status``) and, for ``down`` and ``left``, to
+:meth:`Kernel.node_down`, so monitors of that node's processes fire with
+``noconnection`` even while a connection to it still looks open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from eco.plan.models import Cluster, SwimDetector
+
+from . import broadcast, hyparview, mesh, swim
+from .membership import Member, MemberEvent, MemberList, MemberState, Send, SetTimer
+from .wire import Envelope, Kind
+
+__all__ = [
+    "MEMBERSHIP_CHANNEL",
+    "ClusterMembership",
+    "ConnectionMembers",
+    "MemberInfo",
+    "MemberSubscription",
+    "decode_message",
+    "encode_message",
+    "node_labels",
+]
+
+log = logging.getLogger("eco.runtime.cluster")
+
+MEMBERSHIP_CHANNEL = "membership"
+EVENT_RING = 200
+
+
+# ------------------------------------------------------------------ public records
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """One member as a node sees it now (``node.members``); compatible with placement's ``Member``."""
+
+    name: str
+    address: str | None
+    state: MemberState
+    incarnation: int
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (MemberState.UP, MemberState.SUSPECT)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address, "state": self.state.label,
+                "incarnation": self.incarnation, "labels": dict(self.labels)}
+
+
+class MemberSubscription:
+    """Member events as an async iterator; close it (or leave its ``with``) to unsubscribe."""
+
+    def __init__(self, unsubscribe: Callable[[], None]) -> None:
+        self._send, self._receive = trio.open_memory_channel[MemberEvent](math.inf)
+        self._unsubscribe = unsubscribe
+
+    def _push(self, event: MemberEvent) -> None:
+        try:
+            self._send.send_nowait(event)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    def close(self) -> None:
+        self._unsubscribe()
+        self._send.close()
+
+    def __enter__(self) -> MemberSubscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __aiter__(self) -> MemberSubscription:
+        return self
+
+    async def __anext__(self) -> MemberEvent:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    async def receive(self) -> MemberEvent:
+        """The next event (raises ``trio.EndOfChannel`` once closed)."""
+        return await self._receive.receive()
+
+
+class _Subscribers:
+    """Callbacks and async subscriptions to member events."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[MemberEvent], None]] = []
+
+    def subscribe(self, callback: Callable[[MemberEvent], None] | None = None) -> Any:
+        if callback is None:
+            sub: MemberSubscription
+            sub = MemberSubscription(lambda: self._remove(sub._push))
+            self._callbacks.append(sub._push)
+            return sub
+        self._callbacks.append(callback)
+        return lambda: self._remove(callback)
+
+    def _remove(self, callback: Callable[[MemberEvent], None]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def notify(self, event: MemberEvent) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(event)
+            except Exception:  # a subscriber's bug must not stop membership
+                log.exception("member event subscriber failed")
+
+
+def node_labels(cluster: Cluster, name: str) -> dict[str, str]:
+    """A node's labels from the plan: its user labels plus ``zone`` when declared."""
+    try:
+        spec = cluster.node(name)
+    except KeyError:
+        return {}
+    labels = dict(spec.labels)
+    if spec.zone is not None:
+        labels["zone"] = spec.zone
+    return labels
+
+
+# ------------------------------------------------------------------ membership from connections
+
+
+class ConnectionMembers:
+    """The fallback member list of a node without a membership driver: itself and its connected peers.
+
+    ``up`` when a connection opens, ``down`` when it closes; labels from the plan if given.
+    """
+
+    def __init__(self, node: Any, cluster: Cluster | None = None) -> None:
+        self.node = node
+        self.cluster = cluster
+        self._subscribers = _Subscribers()
+        self._known: dict[str, Member] = {}
+        self._watching = False
+
+    @property
+    def members(self) -> list[MemberInfo]:
+        self._ensure_watching()
+        me = MemberInfo(self.node.name, _str(self.node.address), MemberState.UP, self.node.incarnation, self._labels(self.node.name))
+        others = [MemberInfo(m.name, None, m.state, m.incarnation, m.labels) for m in self._known.values()]
+        return sorted([me, *others], key=lambda m: m.name)
+
+    def subscribe(self, callback: Callable[[MemberEvent], None] | None = None) -> Any:
+        self._ensure_watching()
+        return self._subscribers.subscribe(callback)
+
+    def _labels(self, name: str) -> dict[str, str]:
+        return node_labels(self.cluster, name) if self.cluster is not None else {}
+
+    def _ensure_watching(self) -> None:
+        if self._watching:
+            return
+        self._watching = True
+        watch_links(self.node, self._up, self._down)
+
+    def _up(self, peer: str, incarnation: int) -> None:
+        previous = self._known.get(peer)
+        member = Member(peer, incarnation, MemberState.UP, self._labels(peer))
+        self._known[peer] = member
+        self._subscribers.notify(MemberEvent(member, None if previous is None else previous.state))
+
+    def _down(self, peer: str) -> None:
+        previous = self._known.get(peer)
+        if previous is None or previous.state != MemberState.UP:
+            return
+        member = dataclasses.replace(previous, state=MemberState.DOWN)
+        self._known[peer] = member
+        self._subscribers.notify(MemberEvent(member, MemberState.UP))
+
+
+def watch_links(node: Any, on_up: Callable[[str, int], None], on_down: Callable[[str], None]) -> None:
+    """Call ``on_up(peer, incarnation)`` / ``on_down(peer)`` as the node's connections open and close."""
+    hook = getattr(node, "on_peer", None)
+    if hook is not None:
+        hook(on_up, on_down)
+        return
+    # Older Node without link hooks: watch its connection table (needs a running nursery).
+    nursery = getattr(node, "_nursery", None)
+    if nursery is None:
+        raise RuntimeError("the node is not serving yet")
+    nursery.start_soon(_poll_links, node, on_up, on_down)
+
+
+async def _poll_links(node: Any, on_up: Callable[[str, int], None], on_down: Callable[[str], None]) -> None:
+    seen: dict[str, Any] = {}
+    while True:
+        current = dict(node._conns)
+        for peer, conn in list(seen.items()):
+            if current.get(peer) is not conn:
+                del seen[peer]
+                on_down(peer)
+        for peer, conn in current.items():
+            if peer not in seen:
+                seen[peer] = conn
+                on_up(peer, conn.peer.incarnation)
+        await node._changed.park()
+
+
+def _str(address: Any) -> str | None:
+    return None if address is None else str(address)
+
+
+# ------------------------------------------------------------------ codec
+
+_MESSAGES: dict[str, type] = {
+    f"{module.__name__.rsplit('.', 1)[1]}.{cls.__name__}": cls
+    for module, classes in (
+        (mesh, (mesh.Heartbeat, mesh.Rumor, mesh.Digest)),
+        (swim, (swim.Ping, swim.Ack, swim.PingReq, swim.Gossip, swim.Sync)),
+        (hyparview, (hyparview.Join, hyparview.ForwardJoin, hyparview.Connect, hyparview.Neighbor,
+                     hyparview.NeighborReply, hyparview.Disconnect, hyparview.Shuffle, hyparview.ShuffleReply,
+                     hyparview.KeepAlive)),
+        (broadcast, (broadcast.Gossip, broadcast.IHave, broadcast.Graft, broadcast.Prune)),
+    )
+    for cls in classes
+}
+_TAG_OF: dict[type, str] = {cls: tag for tag, cls in _MESSAGES.items()}
+_FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _TAG_OF}
+_MEMBER_TAG = "@m"
+
+
+class CodecError(ValueError):
+    """A membership payload that does not decode to a core message."""
+
+
+def encode_message(msg: Any, addresses: Mapping[str, str] | None = None) -> list:
+    """A core message as plain msgpack data: ``[tag, field...]``; members carry their address."""
+    cls = type(msg)
+    tag = _TAG_OF.get(cls)
+    if tag is None:
+        raise TypeError(f"{cls.__qualname__} is not a membership message")
+    return [tag, *(_encode(getattr(msg, name), addresses) for name in _FIELDS[cls])]
+
+
+def _encode(value: Any, addresses: Mapping[str, str] | None) -> Any:
+    if type(value) is Member:
+        address = addresses.get(value.name) if addresses else None
+        return [_MEMBER_TAG, value.name, value.incarnation, int(value.state), dict(value.labels), address]
+    if type(value) in _TAG_OF:
+        return {"@": encode_message(value, addresses)}
+    if isinstance(value, (tuple, list)):
+        return [_encode(v, addresses) for v in value]
+    return value
+
+
+def decode_message(raw: Any, addresses: dict[str, str] | None = None) -> Any:
+    """The inverse of :func:`encode_message`; records learnt addresses in ``addresses``. CodecError on bad data."""
+    if not (isinstance(raw, list) and raw and isinstance(raw[0], str)):
+        raise CodecError("a membership message must be a list starting with its tag")
+    cls = _MESSAGES.get(raw[0])
+    if cls is None:
+        raise CodecError(f"unknown membership message {raw[0]!r}")
+    names = _FIELDS[cls]
+    if len(raw) != len(names) + 1:
+        raise CodecError(f"{raw[0]} needs {len(names)} fields, got {len(raw) - 1}")
+    try:
+        return cls(*(_decode(v, addresses) for v in raw[1:]))
+    except (TypeError, ValueError) as exc:
+        raise CodecError(f"malformed {raw[0]}: {exc}") from None
+
+
+def _decode(value: Any, addresses: dict[str, str] | None) -> Any:
+    if isinstance(value, list):
+        if len(value) == 6 and value[0] == _MEMBER_TAG:
+            _, name, incarnation, state, labels, address = value
+            if not (isinstance(name, str) and type(incarnation) is int and isinstance(labels, dict)):
+                raise CodecError("malformed member record")
+            if addresses is not None and isinstance(address, str):
+                addresses[name] = address
+            return Member(name, incarnation, MemberState(state), {str(k): str(v) for k, v in labels.items()})
+        return tuple(_decode(v, addresses) for v in value)
+    if isinstance(value, dict) and set(value) == {"@"}:
+        return decode_message(value["@"], addresses)
+    return value
+
+
+# ------------------------------------------------------------------ the driver
+
+
+class _SwimOverLinks(swim.SwimNode):
+    """SWIM whose join contacts are the node's connections rather than names known in advance."""
+
+    def link_up(self, now: float, peer: str) -> list:
+        if self._stopped:
+            return []
+        return [Send(peer, swim.Sync(self._snapshot()))]
+
+    def link_down(self, now: float, peer: str) -> list:
+        return []
+
+
+class ClusterMembership:
+    """Runs the membership core of a node's cluster (see the module docstring)."""
+
+    def __init__(
+        self,
+        node: Any,
+        cluster: Cluster,
+        *,
+        join: Iterable[str] = (),
+        rng: random.Random | None = None,
+        labels: Mapping[str, str] | None = None,
+        advertise: str | None = None,
+    ) -> None:
+        self.node = node
+        self.kernel = node.kernel
+        self.cluster = cluster
+        self.name: str = node.name
+        self.rng = rng or random.Random()
+        self.labels = dict(labels) if labels is not None else node_labels(cluster, self.name)
+        self._join = [str(a) for a in join]
+        self._advertise = advertise
+        self.addresses: dict[str, str] = {n.name: n.address for n in cluster.nodes}
+        topology = cluster.topology.kind
+        detector = cluster.failure_detector
+        self.topology = topology
+        self.servers = self._servers()
+        if isinstance(detector, SwimDetector) and topology != "client_server":
+            self.core: Any = _SwimOverLinks(self.name, detector, rng=self.rng, labels=self.labels, incarnation=node.incarnation)
+            self.detector = "swim"
+        else:
+            phi = detector if detector.kind == "phi" else None
+            self.core = mesh.MeshMembership(self.name, phi, rng=self.rng, labels=self.labels, incarnation=node.incarnation)
+            self.detector = "phi"
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENT_RING)
+        self._subscribers = _Subscribers()
+        self._timers: list[tuple[float, int, Hashable]] = []
+        self._timer_seq = itertools.count()
+        self._wake = trio.Event()
+        self._dialling: set[str] = set()
+        self._started = False
+        self._left = False
+        self._links: set[str] = set()
+        node.handle(Kind.MEMBERSHIP, self._on_envelope)
+        attach = getattr(node, "attach_membership", None)
+        if attach is not None:
+            attach(self)
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def member_list(self) -> MemberList:
+        return self.core.members
+
+    @property
+    def members(self) -> list[MemberInfo]:
+        """A snapshot of every known member (this node included), sorted by name."""
+        return [
+            MemberInfo(m.name, self.addresses.get(m.name), m.state, m.incarnation, dict(m.labels))
+            for m in self.core.members.members()
+        ]
+
+    def member(self, name: str) -> MemberInfo | None:
+        m = self.core.members.get(name)
+        return None if m is None else MemberInfo(m.name, self.addresses.get(m.name), m.state, m.incarnation, dict(m.labels))
+
+    def subscribe(self, callback: Callable[[MemberEvent], None] | None = None) -> Any:
+        """With a callback: call it with every :class:`MemberEvent`, returns an unsubscribe function.
+        Without: a :class:`MemberSubscription` (async iterator, context manager)."""
+        return self._subscribers.subscribe(callback)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the core until cancelled; start after ``node.serve`` is listening."""
+        if self.node.address is None:
+            raise RuntimeError("start ClusterMembership.run after node.serve is listening")
+        self.addresses[self.name] = self._advertise or _advertised(self.node.address, self.addresses.get(self.name))
+        self._record("member_up", node=self.name, incarnation=self.node.incarnation, labels=self.labels)
+        self._started = True
+        self._apply(self.core.start(self._now()))
+        watch_links(self.node, self._link_up, self._link_down)
+        for address in self._initial_dials():
+            self._dial(address)
+        task_status.started()
+        try:
+            await self._run_timers()
+        finally:
+            self.leave_now()
+
+    def leave_now(self) -> None:
+        """Tell peers at once that this node leaves (queued on the connections, no waiting)."""
+        if self._left or not self._started:
+            return
+        self._left = True
+        self._record("member_left", node=self.name, incarnation=self.node.incarnation)
+        self._apply(self.core.leave(self._now()))
+
+    async def leave(self, *, flush: float = 0.5) -> None:
+        """Graceful leave: announce it, then give the connections up to ``flush`` seconds to send it."""
+        self.leave_now()
+        # The announcement is already in the send buffers; one scheduling round lets the
+        # writers pick it up before the caller closes the connections.
+        with trio.move_on_after(flush):
+            await trio.sleep(0)
+
+    # ------------------------------------------------------------ links
+
+    def _servers(self) -> list[str]:
+        if self.cluster.topology.kind != "client_server":
+            return []
+        servers = list(self.cluster.topology.servers) or list(self.cluster.seeds)  # type: ignore[union-attr]
+        return servers or [self.cluster.nodes[0].name] if self.cluster.nodes else servers
+
+    def _may_link(self, name: str) -> bool:
+        if name == self.name:
+            return False
+        if self.topology == "static":
+            return any(n.name == name for n in self.cluster.nodes)
+        if self.topology == "client_server":
+            return name in self.servers or self.name in self.servers
+        return True
+
+    def _initial_dials(self) -> list[str]:
+        wanted: list[str] = []
+        if self.topology == "static":
+            names = [n.name for n in self.cluster.nodes]
+        elif self.topology == "client_server":
+            names = [s for s in self.servers]
+        else:
+            names = list(self.cluster.seeds)
+        for name in names:
+            if name != self.name and name in self.addresses:
+                wanted.append(self.addresses[name])
+        # (join addresses are dialled by node.serve already)
+        self._dialling.update(self._join)
+        return [a for a in dict.fromkeys(wanted) if a not in self._dialling]
+
+    def _dial(self, address: str) -> None:
+        if address in self._dialling or address == self.addresses.get(self.name):
+            return
+        self._dialling.add(address)
+        try:
+            self.node.join(address)
+        except RuntimeError:  # the node stopped serving
+            self._dialling.discard(address)
+
+    def _maybe_dial(self, name: str) -> None:
+        if name in self._links or self._left or not self._may_link(name):
+            return
+        # Only the side dialled by the smaller name would be kept anyway; in client_server
+        # clients always dial.  Both dialling is harmless, so this only saves work.
+        address = self.addresses.get(name)
+        if address is not None:
+            member = self.core.members.get(name)
+            if member is not None and member.alive:
+                self._dial(address)
+
+    def _link_up(self, peer: str, incarnation: int) -> None:
+        self._links.add(peer)
+        self._record("link_up", node=peer, incarnation=incarnation)
+        if self._started and not self._left:
+            self._apply(self.core.link_up(self._now(), peer))
+
+    def _link_down(self, peer: str) -> None:
+        self._links.discard(peer)
+        self._record("link_down", node=peer)
+        if self._started:
+            self._apply(self.core.link_down(self._now(), peer))
+
+    # ------------------------------------------------------------ core plumbing
+
+    def _now(self) -> float:
+        return trio.current_time()
+
+    def _on_envelope(self, conn: Any, env: Envelope) -> None:
+        if not self._started:
+            return
+        try:
+            msg = decode_message(env.payload, self.addresses)
+        except CodecError as exc:
+            log.warning("node %s: dropping a malformed membership message from %s: %s", self.name, conn.peer.node, exc)
+            return
+        self._apply(self.core.receive(self._now(), conn.peer.node, msg))
+
+    def _apply(self, effects: Iterable[Any]) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is Send:
+                self._send(effect.to, effect.msg)
+            elif kind is SetTimer:
+                seq = next(self._timer_seq)
+                heapq.heappush(self._timers, (effect.at, seq, effect.key))
+                if self._timers[0][1] == seq:
+                    self._wake.set()  # the new timer is the earliest: re-arm the wait
+            elif kind is MemberEvent:
+                self._member_event(effect)
+
+    def _send(self, to: str, msg: Any) -> None:
+        if not self.node.is_connected(to):
+            self._maybe_dial(to)
+            return
+        payload = encode_message(msg, self.addresses)
+        self.node.send_envelope(to, Envelope(Kind.MEMBERSHIP, MEMBERSHIP_CHANNEL, None, None, 0, payload))
+
+    def _member_event(self, event: MemberEvent) -> None:
+        member = event.member
+        self._record(f"member_{member.state.label}", node=member.name, incarnation=member.incarnation,
+                     previous=None if event.previous is None else event.previous.label)
+        log.info("node %s: member %s#%d is %s", self.name, member.name, member.incarnation, member.state.label)
+        if member.state in (MemberState.DOWN, MemberState.LEFT) and member.name != self.name:
+            # Monitors of its processes fire even if a (half-open) connection still looks alive.
+            self.kernel.node_down(member.name)
+        elif member.state == MemberState.UP:
+            self._maybe_dial(member.name)
+        self._subscribers.notify(event)
+
+    async def _run_timers(self) -> None:
+        while True:
+            now = self._now()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, key = heapq.heappop(self._timers)
+                self._apply(self.core.timer(now, key))
+            self._wake = trio.Event()
+            if self._timers:
+                with trio.move_on_at(self._timers[0][0]):
+                    await self._wake.wait()
+            else:
+                await self._wake.wait()
+
+    def _record(self, event: str, **fields: Any) -> None:
+        self.events.append({"time": round(time.time(), 3), "event": event, **fields})
+
+
+def _advertised(bound: Any, planned: str | None) -> str:
+    text = str(bound)
+    host, sep, port = text.rpartition(":")
+    if sep and host in ("0.0.0.0", "::", "[::]") and planned:
+        return planned  # listening on every interface: peers dial the plan's address
+    return text
