@@ -41,6 +41,7 @@ import trio
 
 from eco.plan import Cluster, NodeSpec, Plan, Secret, Security, save_plan
 
+from .chaos import ChaosPlan, parse_chaos
 from .node_report import LineSplitter
 from .progress import ProgressView
 
@@ -57,6 +58,7 @@ class RunOptions:
     python_path: list[str] = field(default_factory=list)
     grace: float = 5.0  # seconds between SIGTERM and SIGKILL
     host: str = "127.0.0.1"
+    chaos: str | None = None  # kill-node[:AFTER[:restart]] (see eco.runtime.chaos)
 
 
 class LaunchError(Exception):
@@ -123,6 +125,7 @@ class _NodeProc:
     exited: trio.Event = field(default_factory=trio.Event)
     returncode: int | None = None
     up: bool = False
+    chaos_victim: bool = False  # killed on purpose by --chaos: its death is expected
 
 
 @dataclass
@@ -135,6 +138,34 @@ class _EcoState:
     result: Any = None
     reason: str | None = None
     elapsed: float | None = None
+    placement: dict[str, str] = field(default_factory=dict)  # worker slot -> node
+
+
+@dataclass
+class _ChaosState:
+    plan: ChaosPlan
+    victim: str | None = None
+    killed_at: float | None = None  # launcher clock (monotonic)
+    recovered_at: float | None = None
+    waiting: set[str] = field(default_factory=set)  # ecosystems that still have to re-spawn the victim's workers
+    moved: int = 0
+    restarted: bool = False
+    rejoined_at: float | None = None
+    note: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"action": self.plan.action, "node": self.victim, "after": self.plan.after}
+        if self.killed_at is None:
+            doc["note"] = self.note or "the job finished before the node was killed"
+            return doc
+        doc["workers_moved"] = self.moved
+        doc["recovery_seconds"] = None if self.recovered_at is None else round(self.recovered_at - self.killed_at, 4)
+        if self.plan.restart:
+            doc["restarted"] = self.restarted
+            doc["rejoined_seconds"] = None if self.rejoined_at is None else round(self.rejoined_at - self.killed_at, 4)
+        if self.note:
+            doc["note"] = self.note
+        return doc
 
 
 class Launcher:
@@ -157,6 +188,20 @@ class Launcher:
         self._finished = trio.Event()
         self._view = ProgressView(self.err) if options.format == "human" else ProgressView(self.err, tty=False)
         self._started = time.monotonic()
+        self.home = self.cluster.nodes[0].name
+        self.chaos: _ChaosState | None = None
+        self._job_started = trio.Event()
+        self._recovered = trio.Event()
+        self._plan_path: Path | None = None
+        self._env: dict[str, str] = {}
+        if options.chaos:
+            try:
+                chaos = parse_chaos(options.chaos)
+            except ValueError as exc:
+                raise LaunchError(str(exc)) from None
+            if len(self.nodes) < 2:
+                raise LaunchError("--chaos kill-node needs at least 2 nodes: the first one hosts the coordinators")
+            self.chaos = _ChaosState(chaos)
 
     # ------------------------------------------------------------ main flow
 
@@ -165,6 +210,7 @@ class Launcher:
         plan_path = self.state_dir / "plan.json"
         save_plan(self.plan, plan_path)
         env = self._node_env()
+        self._plan_path, self._env = plan_path, env
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals, nursery.cancel_scope)
@@ -172,6 +218,8 @@ class Launcher:
                 for i, node in enumerate(self.nodes):
                     joins = [n.address for n in self.nodes[:i]]
                     await nursery.start(self._run_node, node, plan_path, joins, env)
+                if self.chaos is not None:
+                    nursery.start_soon(self._inject_chaos, nursery)
                 with trio.move_on_after(self.options.timeout if self.options.timeout else float("inf")) as scope:
                     await self._finished.wait()
                 if scope.cancelled_caught:
@@ -213,12 +261,62 @@ class Launcher:
                 node.returncode = await node.proc.wait()
         finally:
             node.exited.set()
-        if not self._shutting_down:
-            tail = self._log_tail(node)
-            msg = f"node {node.name} (pid {node.proc.pid}) died unexpectedly: {describe_exit(node.returncode)}"
-            if tail:
-                msg += "\n" + "\n".join(f"  {node.name}| {line}" for line in tail)
-            self._fail(msg)
+        if self._shutting_down:
+            return
+        if node.chaos_victim:
+            self._status(f"chaos: node {node.name} is gone ({describe_exit(node.returncode)})")
+            return
+        msg = f"node {node.name} (pid {node.proc.pid}) died unexpectedly: {describe_exit(node.returncode)}"
+        if node.name != self.home:
+            # Its workers are re-spawned elsewhere by the coordinators' node; the run goes on.
+            self._status(f"{msg}; its workers are re-spawned on the other nodes")
+            return
+        msg += " (it hosts the coordinators, which cannot move to another node in this version)"
+        tail = self._log_tail(node)
+        if tail:
+            msg += "\n" + "\n".join(f"  {node.name}| {line}" for line in tail)
+        self._fail(msg)
+
+    # ---------------------------------------------------------------- chaos
+
+    def _pick_victim(self) -> _NodeProc:
+        # The last node that runs workers (never the home node, which hosts the coordinators).
+        used = {n for e in self.ecosystems.values() for n in e.placement.values()}
+        others = [n for n in self.nodes if n.name != self.home]
+        hosting = [n for n in others if n.name in used]
+        return (hosting or others)[-1]
+
+    async def _inject_chaos(self, nursery: trio.Nursery) -> None:
+        chaos = self.chaos
+        assert chaos is not None
+        await self._job_started.wait()
+        await trio.sleep(chaos.plan.after)
+        if self._finished.is_set():
+            return
+        victim = self._pick_victim()
+        chaos.victim = victim.name
+        chaos.waiting = {e.name for e in self.ecosystems.values()
+                         if victim.name in e.placement.values() and e.status == "running"}
+        chaos.moved = sum(1 for e in self.ecosystems.values() for n in e.placement.values() if n == victim.name)
+        victim.chaos_victim = True
+        chaos.killed_at = time.monotonic()
+        self._signal(victim, signal.SIGKILL)
+        self._status(f"chaos: SIGKILL node {victim.name} (pid {victim.proc.pid}), running {chaos.moved} worker(s)")
+        if not chaos.waiting:
+            chaos.recovered_at = chaos.killed_at
+        await victim.exited.wait()
+        if not chaos.plan.restart or self._finished.is_set():
+            return
+        while chaos.recovered_at is None and not self._finished.is_set():
+            await self._recovered.wait()
+        if self._finished.is_set():
+            return
+        fresh = _NodeProc(victim.name, victim.address, victim.log_path)
+        self.nodes[self.nodes.index(victim)] = fresh
+        joins = [n.address for n in self.nodes if n is not fresh]
+        await nursery.start(self._run_node, fresh, self._plan_path, joins, self._env)
+        chaos.restarted = True
+        self._status(f"chaos: restarted node {fresh.name} (pid {fresh.proc.pid})")
 
     async def _pump_stdout(self, node: _NodeProc, splitter: LineSplitter) -> None:
         try:
@@ -291,12 +389,33 @@ class Launcher:
             node.up = True
         elif kind == "ready":
             self._status(f"node {node.name} connected to all {len(self.nodes) - 1} peer(s)")
+            chaos = self.chaos
+            if chaos is not None and chaos.restarted and node.name == chaos.victim and chaos.rejoined_at is None:
+                chaos.rejoined_at = time.monotonic()
+                self._status(f"chaos: node {node.name} rejoined after {chaos.rejoined_at - chaos.killed_at:.2f}s")
+        elif kind == "recovered":
+            eco = self.ecosystems.get(ev.get("ecosystem"))
+            if eco is not None and isinstance(ev.get("workers"), dict):
+                eco.placement.update({str(k): str(v) for k, v in ev["workers"].items()})
+                self._status(f"ecosystem {eco.name}: the {len(ev['workers'])} worker(s) of node {ev.get('node')} "
+                             f"run on {', '.join(sorted(set(ev['workers'].values())))} now")
+                chaos = self.chaos
+                if chaos is not None and ev.get("node") == chaos.victim and chaos.killed_at is not None:
+                    chaos.waiting.discard(eco.name)
+                    if not chaos.waiting and chaos.recovered_at is None:
+                        chaos.recovered_at = time.monotonic()
+                        self._status(f"chaos: all workers of {chaos.victim} run elsewhere "
+                                     f"{chaos.recovered_at - chaos.killed_at:.3f}s after SIGKILL")
+                        self._recovered.set()
         elif kind == "peer_down" and not self._shutting_down:
             self._status(f"node {node.name} lost its connection to {ev.get('peer')}: {ev.get('reason')}")
         elif kind == "started":
             eco = self.ecosystems.get(ev.get("ecosystem"))
             if eco is not None:
                 eco.status = "running"
+                if isinstance(ev.get("placement"), dict):
+                    eco.placement = {str(k): str(v) for k, v in ev["placement"].items()}
+                self._job_started.set()
                 self._status(f"ecosystem {eco.name} started: {ev.get('workers')} worker(s) on {len(self.nodes)} node(s)")
         elif kind == "progress":
             eco = self.ecosystems.get(ev.get("ecosystem"))
@@ -359,9 +478,13 @@ class Launcher:
                     for e in self.ecosystems.values()
                 },
             }
+            if self.chaos is not None:
+                doc["chaos"] = self.chaos.summary()
             self.out.write(json.dumps(doc) + "\n")
         else:
             self.out.write(render_summary(self.ecosystems.values(), len(self.nodes), elapsed))
+            if self.chaos is not None:
+                self.out.write(render_chaos(self.chaos.summary()))
             if self.interrupted:
                 self.err.write("interrupted: all nodes stopped\n")
             elif self.failure is not None:
@@ -410,6 +533,23 @@ def render_summary(ecosystems, node_count: int, elapsed: float) -> str:
             lines.append(f"  result: {_fmt(result)}")
     lines.append(f"{node_count} node(s), {elapsed:.2f}s wall time")
     return "\n".join(lines) + "\n"
+
+
+def render_chaos(doc: dict[str, Any]) -> str:
+    """One line about the injected fault and the recovery."""
+    if doc.get("recovery_seconds", "absent") == "absent":
+        return f"chaos: {doc['action']} did not happen: {doc.get('note')}\n"
+    line = f"chaos: SIGKILL node {doc['node']} after {doc['after']:g}s; "
+    if doc["recovery_seconds"] is None:
+        line += f"its {doc['workers_moved']} worker(s) were not all re-spawned"
+    else:
+        line += f"its {doc['workers_moved']} worker(s) ran elsewhere {doc['recovery_seconds']:.3f}s later"
+    if "restarted" in doc:
+        if doc.get("rejoined_seconds") is not None:
+            line += f"; restarted, rejoined after {doc['rejoined_seconds']:.2f}s"
+        else:
+            line += "; restarted, did not rejoin before the end" if doc["restarted"] else "; not restarted"
+    return line + "\n"
 
 
 def run_plan(plan: Plan, options: RunOptions, *, out: TextIO | None = None, err: TextIO | None = None) -> int:

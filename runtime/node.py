@@ -493,14 +493,33 @@ class _Inbound:
         self._wake = trio.Event()
         self._closed = False
 
-    def on_frame(self, frame: list) -> None:
-        if self._pending is not None:  # (only if the transport delivers after set_receiver(None))
-            raise RuntimeError("envelope delivered while the node is switched to queueing")
-        waiting = self.node._deliver(self.conn, frame)
-        if waiting is not None:
-            self._pending = (frame, waiting)
-            self.conn.set_receiver(None)
-            self._wake.set()
+    def _make_on_frame(self) -> Callable[[list], None]:
+        node, conn = self.node, self.conn
+        lookup, names, deliver = node._lookup, node._names, node._deliver
+
+        def on_frame(frame: list) -> None:
+            if self._pending is not None:  # (only if the transport delivered after set_receiver(None))
+                raise RuntimeError("a frame was delivered while the node is switched to queueing")
+            if frame[1] is _SEND:
+                # The hot path, inlined: a plain send into a mailbox with room.
+                dest = frame[4]
+                if type(dest) is str:
+                    target = names.get(dest)
+                elif type(dest) is PID:
+                    target = lookup(dest)
+                else:
+                    target = _BLOCKED  # malformed: _deliver explains
+                if target is None:
+                    return  # a dead PID or an unknown name: dropped, as for local sends
+                if target is not _BLOCKED and target.mailbox.offer(frame[6]):
+                    return
+            waiting = deliver(conn, frame)
+            if waiting is not None:
+                self._pending = (frame, waiting)
+                conn.set_receiver(None)
+                self._wake.set()
+
+        return on_frame
 
     async def watch_close(self) -> None:
         await self.conn.wait_closed()
@@ -509,8 +528,9 @@ class _Inbound:
 
     async def run(self) -> None:
         node, conn = self.node, self.conn
+        on_frame = self._make_on_frame()
         while True:
-            conn.set_receiver(self.on_frame, raw=True)  # replays anything queued meanwhile
+            conn.set_receiver(on_frame, raw=True)  # replays anything queued meanwhile
             while self._pending is None:
                 if self._closed:
                     return

@@ -84,7 +84,7 @@ class Coordinator(BaseCoordinator):
         for batch, paths in self.batches.items():
             await self.submit({"op": "count", "batch": batch, "paths": paths, "reply_to": ctx.self}, key=batch)
         if not self.batches:
-            self._finish()
+            await self._finish()
 
     async def worker_down(self, pid, reason) -> None:
         if self.outstanding or self.queued:
@@ -103,16 +103,17 @@ class Coordinator(BaseCoordinator):
         self.per_node[msg["node"]] += msg["files"] + msg["skipped"]
         self.progress(self.files_ok + self.skipped, self.total_files, "files")
         if self.merged == len(self.batches):
-            self._finish()
+            await self._finish()
 
-    def _finish(self) -> None:
+    async def _finish(self) -> None:
         result = summarize(self.counts, self.files_ok, self.skipped)
         result["elapsed"] = round(time.monotonic() - self.started, 3)
         result["per_node"] = dict(sorted(self.per_node.items()))
         if self.ignored:
             result["answers_ignored"] = self.ignored
         if _verify():
-            expected = reference(default_root(), default_limit())
+            # In a thread: counting everything again must not stall this node's event loop.
+            expected = await trio.to_thread.run_sync(reference, default_root(), default_limit())
             result["exact"] = expected["digest"] == result["digest"] and expected["files"] == result["files"]
         self.complete(result)
 

@@ -14,7 +14,7 @@ from eco.runtime.simnet import LinkSpec, Uniform
 from eco.runtime.simulator import Simulation
 
 LAN_PHI = PhiDetector(heartbeat=0.2, acceptable_pause=0.6)
-TRANSPORT = {"keepalive_interval": 0.5, "keepalive_misses": 3, **node_transport_options()}
+TRANSPORT = {"keepalive_interval": 1.0, "keepalive_misses": 3, **node_transport_options()}
 
 
 def names(n: int) -> list[str]:

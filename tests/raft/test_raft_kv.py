@@ -43,4 +43,4 @@ def test_snapshot_restore_keeps_data_and_sessions():
 
 def test_unknown_operation_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown key-value operation"):
-        encode_command("a", 1, "incr", "k")
+        encode_command("a", 1, "frobnicate", "k")
