@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from . import ast, codes
 from .diagnostics import Diagnostic, Edit, Fix, Label, Severity, error, suggest
@@ -77,19 +78,28 @@ _ORDER = ["COLON", "EQUAL", "LBRACE", "LSQB", "LPAR", "DOT", "DOTDOT", "COMMA", 
           "NUMBER", "STRING", "RSQB", "RPAR", "RBRACE", "_SEP", "$END"]
 
 
-class _Tok:
-    """A token: its terminal name, text and character offsets."""
+class _Tok(tuple):
+    """A token: ``(type, value, start, end)``: its terminal name, text and character offsets.
 
-    __slots__ = ("type", "value", "start_pos", "end_pos")
+    A tuple (built with ``tuple.__new__`` in the hot loop) because the parser makes one per
+    token: several times cheaper than an object with an ``__init__``.
+    """
 
-    def __init__(self, type: str, value: str, start: int, end: int):
-        self.type = type
-        self.value = value
-        self.start_pos = start
-        self.end_pos = end
+    __slots__ = ()
+
+    def __new__(cls, type: str, value: str, start: int, end: int):
+        return _new_tuple(cls, (type, value, start, end))
+
+    type = property(itemgetter(0))
+    value = property(itemgetter(1))
+    start_pos = property(itemgetter(2))
+    end_pos = property(itemgetter(3))
 
     def __repr__(self) -> str:
-        return f"_Tok({self.type}, {self.value!r}, {self.start_pos})"
+        return f"_Tok({self[0]}, {self[1]!r}, {self[2]})"
+
+
+_new_tuple = tuple.__new__
 
 
 class _Unexpected(Exception):
@@ -290,104 +300,6 @@ class _TokenStream:
         self.last_closed: list[_Tok] = []
         self._deep_reported = False
 
-    def __iter__(self):
-        """Yield ``(token, depth_before, braces_before)``; ends with ``$END``."""
-        # Runs once per token: state lives in locals, and tokens that are
-        # dropped (newlines outside `{ }`, repeated separators) are never built.
-        text = self.text
-        n = len(text)
-        g = self.grammar
-        match = g.master.match
-        ident_match = g.ident.match
-        keywords = g.keywords
-        states = g.states
-        sstack = self.p.state.state_stack
-        stack = self.stack
-        comment_types = _COMMENT_TYPES
-        openers = _OPENERS
-        closers = _CLOSERS
-        suppress_sep = True  # the last token yielded inside `{ }` was a separator or `{`
-        carries = False  # inside `carries A, B`: its commas are not separators
-        after_comma = False
-        pos = 0
-        while True:
-            m = match(text, pos)
-            if m is None:
-                pos = g.ws.match(text, pos).end()
-                if pos >= n:
-                    break
-                self._bad_character(pos)
-                pos += 1
-                continue
-            typ = m.lastgroup
-            start, pos = m.span(typ)
-            if typ == "_NL":
-                if not stack or stack[-1].type != "LBRACE":
-                    continue
-                if carries:
-                    if after_comma:
-                        continue
-                    carries = False
-                if suppress_sep:
-                    continue
-                suppress_sep = True
-                yield _Tok("_SEP", text[start:pos], start, pos), len(stack), self.braces
-                continue
-            # The contextual part of lexing: what the parser state can accept.
-            if typ == "IDENT":
-                value = text[start:pos]
-                kw = keywords.get(value)
-                if kw is not None and (kw in states[sstack[-1]] or self.skipping):
-                    typ = kw
-            elif typ == "MODREF":
-                if "MODREF" not in states[sstack[-1]] or self.skipping:
-                    pos = ident_match(text, start).end()
-                    typ = "IDENT"
-                    value = text[start:pos]
-                    kw = keywords.get(value)
-                    if kw is not None and (kw in states[sstack[-1]] or self.skipping):
-                        typ = kw
-                else:
-                    value = text[start:pos]
-            elif typ in comment_types:
-                self._comment(_Tok(typ, text[start:pos], start, pos))
-                continue
-            elif typ == "COMMA" and not carries and stack and stack[-1].type == "LBRACE":
-                if suppress_sep:
-                    continue
-                suppress_sep = True
-                yield _Tok("_SEP", ",", start, pos), len(stack), self.braces
-                continue
-            else:
-                value = text[start:pos]
-            tok = _Tok(typ, value, start, pos)
-            depth, braces = len(stack), self.braces
-            if typ in openers:
-                stack.append(tok)
-                if typ == "LBRACE":
-                    self.braces += 1
-                    suppress_sep = True
-                    carries = False
-                else:
-                    suppress_sep = False
-                if len(stack) > MAX_NESTING and not self.skipping:
-                    self._too_deep(tok)
-                    yield _retype(tok, "$TOO_DEEP"), depth, braces
-                    continue
-                yield tok, depth, braces
-                continue
-            suppress_sep = False
-            if typ in closers:
-                self._close(tok)
-                carries = False
-            elif typ == "CARRIES":
-                carries = True
-                after_comma = False
-            elif carries:
-                after_comma = typ == "COMMA"
-            yield tok, depth, braces
-        yield _Tok("$END", "", n, n), len(stack), self.braces
-
     def _close(self, tok: _Tok) -> None:
         stack = self.stack
         want = _CLOSERS[tok.type]
@@ -472,30 +384,125 @@ class _Parser:
     # -- main loop
 
     def run(self) -> ParseResult:
+        # Lexing and the LALR(1) automaton in one loop: this runs once per token, so the
+        # state lives in locals, tokens are tuples, and tokens the grammar never sees
+        # (newlines outside `{ }`, repeated separators, comments) are never built.
         lr = self.state
-        states = lr.states
         rules = lr.rules
         sstack = lr.state_stack
         vstack = lr.value_stack
-        actions = self.grammar.actions
-        module: ast.Module | None = None
-        for tok, depth, braces in self.stream:
-            typ = tok.type
-            if typ == "$END":
-                module = self._finish(tok)
-                break
+        g = self.grammar
+        actions = g.actions
+        states = g.states
+        stream = self.stream
+        text = stream.text
+        n = len(text)
+        match = g.master.match
+        ident_match = g.ident.match
+        keywords = g.keywords
+        bstack = stream.stack  # open brackets, innermost last
+        comment_types = _COMMENT_TYPES
+        openers = _OPENERS
+        closers = _CLOSERS
+        new = _new_tuple
+        Tok = _Tok
+        suppress_sep = True  # the last token produced inside `{ }` was a separator or `{`
+        carries = False  # inside `carries A, B`: its commas are not separators
+        after_comma = False
+        pos = 0
+        while True:
+            m = match(text, pos)
+            if m is None:
+                pos = g.ws.match(text, pos).end()
+                if pos >= n:
+                    break
+                stream._bad_character(pos)
+                pos += 1
+                continue
+            typ = m.lastgroup
+            start, pos = m.span(typ)
+            # -- the token stream: contextual lexing, separators, bracket nesting
+            if typ == "_NL":
+                if not bstack or bstack[-1][0] != "LBRACE":
+                    continue
+                if carries:
+                    if after_comma:
+                        continue
+                    carries = False
+                if suppress_sep:
+                    continue
+                suppress_sep = True
+                tok = new(Tok, ("_SEP", text[start:pos], start, pos))
+                typ = "_SEP"
+                depth = len(bstack)
+                braces = stream.braces
+            else:
+                # The contextual part of lexing: what the parser state can accept.
+                if typ == "IDENT":
+                    value = text[start:pos]
+                    kw = keywords.get(value)
+                    if kw is not None and (kw in actions[sstack[-1]] or stream.skipping):
+                        typ = kw
+                elif typ == "MODREF":
+                    if "MODREF" not in actions[sstack[-1]] or stream.skipping:
+                        pos = ident_match(text, start).end()
+                        typ = "IDENT"
+                        value = text[start:pos]
+                        kw = keywords.get(value)
+                        if kw is not None and (kw in actions[sstack[-1]] or stream.skipping):
+                            typ = kw
+                    else:
+                        value = text[start:pos]
+                elif typ in comment_types:
+                    stream._comment(new(Tok, (typ, text[start:pos], start, pos)))
+                    continue
+                elif typ == "COMMA" and not carries and bstack and bstack[-1][0] == "LBRACE":
+                    if suppress_sep:
+                        continue
+                    suppress_sep = True
+                    tok = new(Tok, ("_SEP", ",", start, pos))
+                    typ = "_SEP"
+                    value = None
+                else:
+                    value = text[start:pos]
+                depth = len(bstack)
+                braces = stream.braces
+                if value is not None:
+                    tok = new(Tok, (typ, value, start, pos))
+                    if typ in openers:
+                        bstack.append(tok)
+                        if typ == "LBRACE":
+                            stream.braces += 1
+                            suppress_sep = True
+                            carries = False
+                        else:
+                            suppress_sep = False
+                        if len(bstack) > MAX_NESTING and not stream.skipping:
+                            stream._too_deep(tok)
+                            tok = _retype(tok, "$TOO_DEEP")
+                            typ = "$TOO_DEEP"
+                    else:
+                        suppress_sep = False
+                        if typ in closers:
+                            stream._close(tok)
+                            carries = False
+                        elif typ == "CARRIES":
+                            carries = True
+                            after_comma = False
+                        elif carries:
+                            after_comma = typ == "COMMA"
+            # -- the parser
             if self._recovering is not None:
                 tok = self._resync(tok, depth, braces)
                 if tok is None:
                     continue
-                typ = tok.type
-                if typ not in states[sstack[-1]]:
+                typ = tok[0]
+                if typ not in actions[sstack[-1]]:
                     continue  # a separator that is not needed here: drop it
             elif typ == "$TOO_DEEP":
                 self._fed_since_error = False
                 self._start_recovery(depth, braces)
                 continue
-            # The LALR(1) step, inlined here because it runs once per token.
             while True:
                 act = actions[sstack[-1]].get(typ)
                 if act is None:
@@ -518,8 +525,8 @@ class _Parser:
                     children = []
                 vstack.append(callback(children))
                 sstack.append(actions[sstack[-1]][origin])
-        assert module is not None
-        module.comments = self.stream.comments
+        module = self._finish(Tok("$END", "", n, n))
+        module.comments = stream.comments
         self.diagnostics.sort(key=Diagnostic.sort_key)
         return ParseResult(module, self.diagnostics)
 

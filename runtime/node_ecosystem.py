@@ -151,6 +151,12 @@ class EcosystemService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve spawn requests; on the home node, start every ecosystem once all nodes are connected."""
+        try:
+            await self._serve(task_status)
+        finally:
+            self._nursery = None
+
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self.view.run)
@@ -200,9 +206,7 @@ class EcosystemService:
         """Ask ``node`` to stop every worker of ``ecosystem`` except the ``(index, generation)`` pairs in ``keep``."""
         request = {"op": "fence", "ecosystem": ecosystem, "keep": [list(k) for k in keep]}
         if node == self.node.name:
-            assert self._nursery is not None
-            self._nursery.start_soon(self._fence_local, ecosystem, keep)
-            return True
+            return self._start_soon(self._fence_local, ecosystem, keep)
         return self.node.send_envelope(node, Envelope(Kind.SPAWN_REQ, CONTROL_CHANNEL, None, None, 0, request))
 
     def _on_spawn_reply(self, conn: Connection, env: Envelope) -> None:
@@ -225,21 +229,30 @@ class EcosystemService:
 
     def _on_spawn_request(self, conn: Connection, env: Envelope) -> None:
         req = env.payload
-        assert self._nursery is not None
         if isinstance(req, dict) and req.get("op") == "fence" and isinstance(req.get("ecosystem"), str):
             try:
                 keep = [(int(i), int(g)) for i, g in req.get("keep", ())]
             except (TypeError, ValueError):
                 keep = None
             if keep is not None:
-                self._nursery.start_soon(self._fence_local, req["ecosystem"], keep)
+                self._start_soon(self._fence_local, req["ecosystem"], keep)
                 return
         elif (isinstance(req, dict) and req.get("op", "spawn") == "spawn" and type(req.get("ref")) is int
               and isinstance(req.get("ecosystem"), str) and type(req.get("index")) is int
               and type(req.get("generation", 0)) is int and type(req.get("coordinator")) is PID):
-            self._nursery.start_soon(self._serve_spawn, conn.peer.node, req)
+            self._start_soon(self._serve_spawn, conn.peer.node, req)
             return
         log.warning("node %s: malformed spawn service request from %s", self.node.name, conn.peer.node)
+
+    def _start_soon(self, fn: Callable[..., Any], *args: Any) -> bool:
+        # Requests that arrive while the service is stopping are dropped (the requester times out).
+        if self._nursery is None:
+            return False
+        try:
+            self._nursery.start_soon(fn, *args)
+        except RuntimeError:
+            return False
+        return True
 
     async def _serve_spawn(self, peer: str, req: dict) -> None:
         try:
@@ -291,12 +304,14 @@ class EcosystemService:
     async def _fence_local(self, ecosystem: str, keep: list[tuple[int, int]]) -> None:
         wanted = set(keep)
         sup = self._supervisors.get(ecosystem)
-        if sup is None:
-            return
-        for (name, index), (generation, _child) in list(self._children.items()):
-            if name == ecosystem and (index, generation) not in wanted:
-                log.info("node %s: stopping fenced worker %d (generation %d) of %s", self.node.name, index, generation, ecosystem)
-                await self._stop_child(sup, ecosystem, index)
+        stopped = 0
+        if sup is not None:
+            for (name, index), (generation, _child) in list(self._children.items()):
+                if name == ecosystem and (index, generation) not in wanted:
+                    log.info("node %s: stopping fenced worker %d (generation %d) of %s", self.node.name, index, generation, ecosystem)
+                    await self._stop_child(sup, ecosystem, index)
+                    stopped += 1
+        self.report("fenced", ecosystem=ecosystem, node=self.node.name, stopped=stopped)
 
     async def _stop_child(self, sup: PID, ecosystem: str, index: int) -> None:
         entry = self._children.pop((ecosystem, index), None)

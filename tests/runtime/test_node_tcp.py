@@ -137,3 +137,41 @@ def test_cli_and_node_main_parsers_agree():
         configure(p)
         parsed.append(vars(p.parse_args(argv)))
     assert parsed[0] == parsed[1]
+
+
+async def test_a_full_blocking_mailbox_holds_back_delivery_without_loss_or_reordering():
+    # Remote messages go straight from the connection into mailboxes; a full `block`
+    # mailbox must switch the node to waiting delivery, not drop or reorder anything.
+    count = 300
+    got: list[int] = []
+    go = trio.Event()
+    finished = trio.Event()
+
+    async def slow(ctx):
+        ctx.register("slow")
+        await go.wait()
+        while len(got) < count:
+            got.append(await ctx.receive())
+        finished.set()
+
+    with trio.fail_after(20):
+        kernel = Kernel("a", incarnation=1, mailbox_size=4)
+        config = node_transport_config("t", "a", 1, COOKIE)
+        async with kernel, open_tcp_transport(config) as transport:
+            a = Node(kernel, transport)
+            async with trio.open_nursery() as nursery:
+                address = await nursery.start(a.serve, "127.0.0.1:0")
+                pid = await kernel.spawn(slow)
+                async with running_node("b", join=[str(address)]) as b:
+                    await b.wait_connected(["a"])
+                    for n in range(count):
+                        await b.kernel.send(("a", "slow"), n)
+                    mailbox = kernel.context(pid).mailbox
+                    while len(mailbox) < 4:  # the mailbox fills up; the rest waits in the node
+                        await trio.sleep(0.01)
+                    assert len(mailbox) == 4
+                    go.set()
+                    await finished.wait()
+                    assert got == list(range(count))
+                    assert b.is_connected("a")
+                nursery.cancel_scope.cancel()
