@@ -515,6 +515,55 @@ def _run_node(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _configure_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", required=True, metavar="HOST:PORT", help="the node to ask (any node of the cluster)")
+    p.add_argument("--format", choices=("human", "json"), default="human", help="output format (default: human)")
+    p.add_argument("--cookie-file", metavar="FILE", help="read the cluster cookie from FILE (default: $ECO_COOKIE)")
+    p.add_argument("--cluster", metavar="NAME", help="the cluster's name (default: learnt from the node's greeting)")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="give up after S seconds (default: 5)")
+
+
+EXIT_STATUS_REFUSED = 4
+
+
+@command("status", "show a running cluster's members, ecosystems and recent events", _configure_status)
+def _run_status(args: argparse.Namespace) -> int:
+    import json
+
+    import trio
+
+    from eco.plan import Secret
+    from eco.runtime.node_status import StatusError, fetch_status, render_status
+    from eco.runtime.secrets import SecretError, load_cookie
+    from eco.runtime.tcp import TcpAddress
+
+    try:
+        TcpAddress.parse(args.node)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+    try:
+        if args.cookie_file:
+            cookie = load_cookie(Secret(source="file", name=args.cookie_file))
+        elif os.environ.get("ECO_COOKIE"):
+            cookie = load_cookie(Secret(source="env", name="ECO_COOKIE"))
+        else:
+            raise UsageError("no cluster cookie: set ECO_COOKIE or pass --cookie-file")
+    except SecretError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        status = trio.run(lambda: fetch_status(args.node, cookie, cluster=args.cluster, timeout=args.timeout))
+    except StatusError as exc:
+        sys.stderr.write(f"ecoc status: error: {exc}\n")
+        return EXIT_STATUS_REFUSED if exc.kind == "refused" else EXIT_FAILED
+    if args.format == "json":
+        sys.stdout.write(json.dumps(status, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_status(status))
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ entry point
 
 

@@ -842,11 +842,12 @@ class _Builder:
     # -- helpers
 
     def span(self, first, last) -> Span:
-        return Span(self.src, first.start_pos if type(first) is _Tok else first.span.start,
-                    last.end_pos if type(last) is _Tok else last.span.end)
+        # Tokens are tuples (type, value, start, end); index them directly in this hot code.
+        return Span(self.src, first[2] if type(first) is _Tok else first.span.start,
+                    last[3] if type(last) is _Tok else last.span.end)
 
     def ident(self, tok: _Tok) -> ast.Ident:
-        return ast.Ident(Span(self.src, tok.start_pos, tok.end_pos), tok.value)
+        return ast.Ident(Span(self.src, tok[2], tok[3]), tok[1])
 
     def report(self, diag: Diagnostic) -> None:
         self.p.report(diag)
@@ -888,7 +889,7 @@ class _Builder:
 
     def r_body(self, c):
         items = [x for x in c[1:-1] if not isinstance(x, _Tok)]
-        start, end = c[0].start_pos, c[-1].end_pos
+        start, end = c[0][2], c[-1][3]
         src = self.src
         text = src.text
         # Spans a line break (the same as "starts and ends on different lines", without two bisects).
@@ -898,9 +899,15 @@ class _Builder:
     def r_property(self, c):
         key = c[0]
         src = self.src
+        start = key[2]
+        if len(c) == 3:  # the common case: one term
+            x = c[2]
+            if type(x) is _Tok:
+                x = self.term(x)
+            return _Property(_Span(src, start, x.span.end), _Ident(_Span(src, start, key[3]), key[1]), [x])
         term = self.term
-        return ast.Property(self.span(key, c[-1]), ast.Ident(Span(src, key.start_pos, key.end_pos), key.value),
-                            [term(x) for x in c[2:]])
+        terms = [term(x) if type(x) is _Tok else x for x in c[2:]]
+        return _Property(_Span(src, start, terms[-1].span.end), _Ident(_Span(src, start, key[3]), key[1]), terms)
 
     def r_command(self, c):
         return ast.Command(self.span(c[0], c[-1]), self.ident(c[0]), [self.term(x) for x in c[1:]])
@@ -924,11 +931,12 @@ class _Builder:
 
     def term(self, x):
         if type(x) is _Tok:
-            if x.type == "NUMBER":
+            typ = x[0]
+            if typ == "NUMBER":
                 return self.number(x)
-            if x.type == "MODREF":
-                module, _, cls = x.value.rpartition(":")
-                return ast.ModuleRef(Span(self.src, x.start_pos, x.end_pos), module, cls)
+            if typ == "MODREF":
+                module, _, cls = x[1].rpartition(":")
+                return ast.ModuleRef(Span(self.src, x[2], x[3]), module, cls)
         return x
 
     def r_list(self, c):
@@ -943,9 +951,9 @@ class _Builder:
     def r_name(self, c):
         first = c[0]
         if len(c) == 1:  # the common case: one word
-            return ast.Name(Span(self.src, first.start_pos, first.end_pos), (first.value,))
-        parts = tuple(t.value for t in c if t.type == "IDENT")
-        return ast.Name(Span(self.src, first.start_pos, c[-1].end_pos), parts)
+            return _Name(_Span(self.src, first[2], first[3]), (first[1],))
+        parts = tuple(t[1] for t in c if t[0] == "IDENT")
+        return _Name(_Span(self.src, first[2], c[-1][3]), parts)
 
     def r_string(self, c):
         tok = c[0]
@@ -964,8 +972,8 @@ class _Builder:
         return ast.String(span, value)
 
     def number(self, tok: _Tok):
-        span = Span(self.src, tok.start_pos, tok.end_pos)
-        decoded = _NUMBERS.get(tok.value)
+        span = Span(self.src, tok[2], tok[3])
+        decoded = _NUMBERS.get(tok[1])
         if decoded is None:
             decoded = decode_number(tok.value)
             if len(_NUMBERS) < 4096:  # the same few numbers recur (`4`, `5s`, `256KB`); results are immutable
@@ -989,6 +997,12 @@ class _Builder:
 
 
 _NUMBERS: dict[str, tuple] = {}  # number text -> decode_number(text)
+
+# Module-level names for the hottest constructors (a global lookup instead of two attribute loads).
+_Span = Span
+_Name = ast.Name
+_Ident = ast.Ident
+_Property = ast.Property
 
 _DECL_TYPES = (ast.ImportDecl, ast.ClusterDecl, ast.MessageDecl, ast.ChannelDecl, ast.EcosystemDecl)
 

@@ -24,6 +24,9 @@ from collections.abc import Hashable
 from functools import partial
 from typing import Any, ClassVar
 
+import trio
+
+from .consensus import TermWork
 from .errors import ComponentLoadError, EcoRuntimeError
 from .pid import PID, Ref
 from .process import Context
@@ -65,15 +68,30 @@ class Worker:
     def _prepare(self) -> None:
         pass
 
+    async def _setup(self) -> None:
+        """Runtime work before ``init`` (a coordinator restores its checkpoint here)."""
+
     async def _dispatch(self, msg: Any) -> None:
+        if type(msg) is TermWork:
+            # Work from a `leader: consensus` coordinator: drop it if a newer coordinator's term was seen.
+            term = msg.term
+            if term < getattr(self, "_term_seen", 0):
+                self.ctx.log.info("dropping work of stale coordinator term %d (seen %d)", term, self._term_seen)
+                return
+            self._term_seen = term
+            msg = msg.work
         await self.handle(msg)
 
 
-async def _run_component(cls: type[Worker], args: tuple[Any, ...], ctx: Context) -> None:
+async def _run_component(cls: type[Worker], args: tuple[Any, ...], ctx: Context,
+                         attrs: dict[str, Any] | None = None) -> None:
     component = cls(*args)
     component.ctx = ctx
+    if attrs:
+        component.__dict__.update(attrs)  # runtime-provided attributes (a coordinator's term and state)
     component._prepare()
     ctx.trap_exit = cls.trap_exit
+    await component._setup()
     await component.init(ctx)
     kernel = ctx.kernel
     kernel.notify_started(ctx)
@@ -216,9 +234,58 @@ class Coordinator(Worker):
 
     workers: list[PID]
     in_flight_limit: ClassVar[int | None] = None
+    term: int | None = None
+    """The Raft term this coordinator is active in (``leader: consensus``), else None."""
+    state: Any
+    """Consensus-backed state (:class:`~eco.runtime.coordinator_state.ReplicatedState`) under ``leader: consensus``."""
+
+    @classmethod
+    def with_runtime(cls, attrs: dict[str, Any], *args: Any) -> Any:
+        """The process entry point with runtime attributes (``term``, ``state``, ``checkpointer``) set before ``init``."""
+        return partial(_run_component, cls, args, attrs=attrs)
+
+    def snapshot_state(self) -> bytes | None:
+        """Bytes to checkpoint (``checkpoint every T to URL``), besides the replicated state; None: nothing.
+
+        May be ``async``. Override together with :meth:`restore_state`.
+        """
+        return None
+
+    def restore_state(self, blob: bytes) -> None:
+        """Called before ``init`` with the newest checkpoint's :meth:`snapshot_state` bytes. May be ``async``."""
+
+    async def _setup(self) -> None:
+        from .coordinator_state import restore_coordinator
+
+        self._last_checkpoint = trio.current_time()
+        checkpointer = self.__dict__.get("checkpointer")
+        if checkpointer is not None:
+            version = await restore_coordinator(self, checkpointer)
+            if version is not None:
+                self.ctx.log.info("restored checkpoint version %d", version)
+
+    async def checkpoint(self) -> int | None:
+        """Write a checkpoint now (the runtime also does every ``checkpoint every T``); returns its version."""
+        from .coordinator_state import snapshot_coordinator
+
+        checkpointer = self.__dict__.get("checkpointer")
+        if checkpointer is None:
+            return None
+        self._last_checkpoint = trio.current_time()
+        kv, app = await snapshot_coordinator(self)
+        return await checkpointer.save(kv, app, {"term": self.term or 0, "node": self.ctx.node})
+
+    async def _maybe_checkpoint(self) -> None:
+        checkpointer = self.__dict__.get("checkpointer")
+        if checkpointer is not None and trio.current_time() - self._last_checkpoint >= checkpointer.every:
+            await self.checkpoint()
 
     def _prepare(self) -> None:
         # Here rather than in __init__, so subclasses need not call super().__init__().
+        if "state" not in self.__dict__:
+            from .coordinator_state import NoState
+
+            self.state = NoState()
         self.workers = []
         self._worker_refs: dict[Ref, PID] = {}
         self._next = 0
@@ -260,7 +327,7 @@ class Coordinator(Worker):
                 raise ValueError(f"work key {key!r} is already handed out and not acknowledged")
             self._unacked.setdefault(to, {})[key] = work
             self._holder[key] = to
-        await self.ctx.send(to, work)
+        await self.ctx.send(to, work if self.term is None else TermWork(self.term, work))
         return to
 
     async def submit(self, work: Any, *, key: Hashable) -> None:
@@ -398,6 +465,7 @@ class Coordinator(Worker):
             await self.handle(msg)
             if self._backlog:
                 await self._drain()  # acknowledgements in handle may have made room
+        await self._maybe_checkpoint()
 
 
 def load_component(ref: str, base: type[Worker] = Worker) -> type[Worker]:

@@ -28,6 +28,15 @@ Per-pair ordering: everything one node sends another (messages, signals,
 casts) goes through the same connection in order, so two messages from one
 process to another arrive in the order they were sent.
 
+The message path is kept short because it is the node's hot path.  Sending
+encodes straight into the connection's buffer (``send_raw_nowait``) and only
+awaits when the buffer is full.  Receiving runs in the connection's reader
+task (``set_receiver(raw=True)``): each frame goes straight into its target's
+mailbox, so a round trip costs no task switch besides the target process's.
+A full ``block`` mailbox (or a spawn-service handler that must wait) switches
+the connection back to queueing until that one message is delivered, which
+keeps order and lets backpressure reach the sender (see :class:`_Inbound`).
+
 The spawn service (the *factory*) and ecosystems are in
 :mod:`eco.runtime.node_ecosystem`; the node only carries their requests.
 """

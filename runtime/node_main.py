@@ -38,10 +38,12 @@ import trio
 from eco.plan import Cluster, Plan, PlanError, Secret, load_plan
 
 from .gctune import tune_gc
+from .cluster import ClusterMembership
 from .kernel import Kernel
 from .node import Node, node_transport_config
 from .node_ecosystem import EcosystemService
 from .node_report import Reporter
+from .node_status import StatusService, ecosystem_view
 from .secrets import Cookie, SecretError, load_cookie
 from .tcp import TcpAddress, open_tcp_transport
 from .transport import ConnectError
@@ -127,11 +129,15 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
     status = EXIT_OK
     async with kernel, open_tcp_transport(config) as transport:
         node = Node(kernel, transport, on_event=report)
+        # Membership first: the ecosystem service follows the node's member events from the start.
+        membership = ClusterMembership(node, cluster, join=args.join)
         service = EcosystemService(node, plan, cluster, report=report)
+        status_service = StatusService(node, membership, cluster=cluster.name, ecosystems=lambda: ecosystem_view(service))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, nursery.cancel_scope)
+            stop = _Stopper(nursery.cancel_scope, membership)
+            nursery.start_soon(_watch_signals, stop)
             if args.exit_on_stdin_eof:
-                nursery.start_soon(_watch_stdin, nursery.cancel_scope)
+                nursery.start_soon(_watch_stdin, stop)
             try:
                 address = await nursery.start(node.serve, listen, args.join)
             except ConnectError as exc:
@@ -140,13 +146,32 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
                 status = EXIT_FAILED
                 nursery.cancel_scope.cancel()
                 return status
+            await nursery.start(membership.run)
+            await nursery.start(status_service.run)
             report("up", node=args.name, address=str(address), pid=os.getpid())
             logging.getLogger("eco.runtime.node").info("node %s#%d up at %s", args.name, incarnation, address)
             await nursery.start(service.run)
     return status
 
 
-async def _watch_signals(scope: trio.CancelScope) -> None:
+class _Stopper:
+    """Stops the node gracefully: announce the leave to peers first, then cancel everything."""
+
+    def __init__(self, scope: trio.CancelScope, membership: ClusterMembership) -> None:
+        self.scope = scope
+        self.membership = membership
+
+    @property
+    def cancel_called(self) -> bool:
+        return self.scope.cancel_called
+
+    def cancel(self) -> None:
+        # Queued on the connections before they close, so peers see "left", not a crash.
+        self.membership.leave_now()
+        self.scope.cancel()
+
+
+async def _watch_signals(scope: _Stopper) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             if scope.cancel_called:
@@ -154,7 +179,7 @@ async def _watch_signals(scope: trio.CancelScope) -> None:
             scope.cancel()
 
 
-async def _watch_stdin(scope: trio.CancelScope) -> None:
+async def _watch_stdin(scope: _Stopper) -> None:
     stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     try:
         while await stream.receive_some(4096):

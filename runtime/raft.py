@@ -179,29 +179,54 @@ _MESSAGE_TYPES = (
 _TAG = {cls: i for i, cls in enumerate(_MESSAGE_TYPES)}
 
 
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _MESSAGE_TYPES}
+_LEADER_EARLY = (AppendEntries, Heartbeat)
+_APPEND_TAG = _TAG[AppendEntries]
+_KINDS = tuple(EntryKind)
+
+
 def message_to_wire(msg: Message) -> list:
-    """A list of plain values (ints, bools, bytes, str, lists) for msgpack."""
-    out: list = [_TAG[type(msg)]]
-    for f in fields(msg):
-        value = getattr(msg, f.name)
-        if f.name == "entries":
-            value = [[e.term, e.index, e.data, int(e.kind)] for e in value]
-        elif f.name == "snapshot":
+    """A list of plain values (ints, bools, bytes, str, lists) for msgpack.
+
+    Entries travel as compact ``[term, index, data, kind]`` lists; this is the replication hot
+    path, hence the special case for AppendEntries.
+    """
+    cls = type(msg)
+    if cls is AppendEntries:
+        return [_APPEND_TAG, msg.src, msg.dst, msg.term, msg.prev_index, msg.prev_term,
+                [[e.term, e.index, e.data, e.kind.value] for e in msg.entries], msg.commit]
+    out: list = [_TAG[cls]]
+    for name in _FIELDS[cls]:
+        value = getattr(msg, name)
+        if name == "snapshot":
             value = [value.index, value.term, list(value.voters), value.data]
         out.append(value)
     return out
+
+
+def _entries_from_wire(items: Any) -> tuple:
+    kinds = _KINDS
+    out = []
+    for t, i, d, k in items:
+        if type(d) is not bytes:
+            d = bytes(d)
+        if type(t) is not int or type(i) is not int or type(k) is not int or k < 0:
+            raise TypeError("entry term, index and kind must be non-negative integers")
+        out.append(Entry(t, i, d, kinds[k]))
+    return tuple(out)
 
 
 def message_from_wire(obj: list) -> Message:
     """Inverse of :func:`message_to_wire`; raises ``ValueError`` on malformed input."""
     try:
         cls = _MESSAGE_TYPES[obj[0]]
-        names = [f.name for f in fields(cls)]
+        names = _FIELDS[cls]
         if len(obj) != len(names) + 1:
             raise ValueError(f"{cls.__name__} expects {len(names)} fields, got {len(obj) - 1}")
+        if cls is AppendEntries:
+            return AppendEntries(src=obj[1], dst=obj[2], term=obj[3], prev_index=obj[4], prev_term=obj[5],
+                                 entries=_entries_from_wire(obj[6]), commit=obj[7])
         kwargs = dict(zip(names, obj[1:]))
-        if "entries" in kwargs:
-            kwargs["entries"] = tuple(Entry(t, i, bytes(d), EntryKind(k)) for t, i, d, k in kwargs["entries"])
         if "snapshot" in kwargs:
             i, t, voters, d = kwargs["snapshot"]
             kwargs["snapshot"] = Snapshot(i, t, tuple(voters), bytes(d))
@@ -522,6 +547,22 @@ class RaftNode:
         self._snap_index, self._snap_term, self._snapshot = index, snap.term, snap
         self._pending_snapshot = snap
         return snap
+
+    def take_leader_messages(self) -> list:
+        """Remove and return a leader's pending ``AppendEntries`` and ``Heartbeat`` messages.
+
+        A driver may send these before persisting the current Ready (Raft thesis 10.2.1: a
+        leader's own entries count towards commit only once persisted), for example while an
+        fsync is running, so replication does not wait for the leader's disk. Every other
+        message stays for the next Ready. Returns ``[]`` on a non-leader.
+        """
+        if self.role is not Role.LEADER or not self._msgs:
+            return []
+        early, rest = [], []
+        for m in self._msgs:
+            (early if type(m) in _LEADER_EARLY else rest).append(m)
+        self._msgs = rest
+        return early
 
     def step(self, m: Message) -> None:
         """Process one message from a peer."""

@@ -40,6 +40,7 @@ from .wire import Envelope, Kind
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COOKIE_ENV = "ECO_COOKIE"
+PROFILE_ENV = "ECO_RAFT_PROFILE"  # a path: cProfile the server, dump pstats there on a clean stop
 
 
 class SetupError(Exception):
@@ -192,11 +193,18 @@ class RaftServer:
         base = f"bench-{time.time_ns()}"
 
         latencies: list[float] = []
+        errors: list[str] = []
 
         async def worker(k: int) -> None:
             for r in range(1, per + 1):
                 t0 = trio.current_time()
-                await driver.propose(encode_command(f"{base}/{k}", r, "incr", "bench"), timeout=self.propose_timeout)
+                try:
+                    # Generous timeout: a loaded machine must not turn a slow run into a failure.
+                    await driver.propose(encode_command(f"{base}/{k}", r, "incr", "bench"),
+                                         timeout=max(10.0, self.propose_timeout))
+                except RaftError as exc:  # report, do not crash the server (an ExceptionGroup would)
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    return
                 latencies.append(trio.current_time() - t0)
 
         start = trio.current_time()
@@ -204,6 +212,8 @@ class RaftServer:
             for k in range(int(concurrency)):
                 nursery.start_soon(worker, k)
         elapsed = trio.current_time() - start
+        if errors:
+            raise RequestRejected(f"bench: {len(errors)} of {concurrency} sessions failed, first: {errors[0]}")
         latencies.sort()
         return {"ops": per * int(concurrency), "seconds": elapsed, "p50_ms": latencies[len(latencies) // 2] * 1000,
                 "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000}
@@ -228,6 +238,17 @@ async def _main(args: argparse.Namespace, peers: dict[str, str], cookie: Cookie,
     return EXIT_OK
 
 
+def _run_profiled(args: argparse.Namespace, peers: dict[str, str], cookie: Cookie, data: Path, out: str) -> int:
+    """Performance work: run under cProfile and write pstats to ``out`` when stopped by SIGTERM."""
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(trio.run, _main, args, peers, cookie, data)
+    finally:
+        profiler.dump_stats(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
@@ -246,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"raft_server: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        profile_path = os.environ.get(PROFILE_ENV)
+        if profile_path:
+            return _run_profiled(args, peers, cookie, data, f"{profile_path}.{args.id}")
         return trio.run(_main, args, peers, cookie, data)
     except ConnectError as exc:
         print(f"raft_server {args.id}: error: {exc}", file=sys.stderr)

@@ -41,6 +41,8 @@ class SimCluster:
     detector: PhiDetector | object = LAN_PHI
     drop: float = 0.0
     topology: object = None
+    transport: dict = field(default_factory=lambda: dict(TRANSPORT))
+    setup: object = None  # optional async setup(host, kernel, node, nursery) per host start
     cluster: Cluster = field(init=False)
     sim: Simulation = field(init=False)
     members: dict[str, ClusterMembership] = field(default_factory=dict)
@@ -52,7 +54,7 @@ class SimCluster:
     def __post_init__(self) -> None:
         self.cluster = make_cluster(self.n, detector=self.detector, topology=self.topology)
         link = LinkSpec(delay=Uniform(0.001, 0.005), drop=self.drop)
-        self.sim = Simulation(self.seed, link=link, transport_options=TRANSPORT, trace_messages=False)
+        self.sim = Simulation(self.seed, link=link, transport_options=self.transport, trace_messages=False)
         self.names = names(self.n)
         for name in self.names:
             self.sim.add_host(name, self._main)
@@ -77,6 +79,8 @@ class SimCluster:
             async with trio.open_nursery() as nursery:
                 await nursery.start(node.serve, host.name, join)
                 await nursery.start(membership.run)
+                if self.setup is not None:
+                    await self.setup(host, kernel, node, nursery)
                 await stop.wait()
                 await membership.leave()
                 self.left_at[host.name] = trio.current_time()
