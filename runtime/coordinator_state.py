@@ -334,7 +334,10 @@ class Checkpointer:
 async def snapshot_coordinator(coordinator: Any) -> tuple[dict[str, Any] | None, bytes | None]:
     """What a checkpoint of ``coordinator`` holds: its replicated KV (if any) and ``snapshot_state()``."""
     state = getattr(coordinator, "state", None)
-    kv = await state.items() if isinstance(state, ReplicatedState) else None
+    kv = None
+    if isinstance(state, ReplicatedState):
+        # Runtime keys (the job's outcome) belong to this run's consensus group, not to checkpoints.
+        kv = {k: v for k, v in (await state.items()).items() if not k.startswith("__eco.")}
     app = await _maybe_await(coordinator.snapshot_state())
     if app is not None and not isinstance(app, (bytes, bytearray)):
         raise TypeError(f"{type(coordinator).__name__}.snapshot_state() must return bytes or None")

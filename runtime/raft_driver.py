@@ -152,6 +152,8 @@ class RaftDriver:
         self.node = RaftNode(node_id, peers, storage, config, rng or random.Random())
         self._send = send
         self._wakeup = trio.Event()
+        self._pump_wakeup = trio.Event()
+        self._persisting = False  # a Ready's write is running (its thread holds the ready loop)
         self._proposals: list[tuple[bytes, _Waiter]] = []
         self._waiters: dict[int, tuple[int, _Waiter]] = {}  # log index -> (term proposed in, waiter)
         self._read_batch: list[_Waiter] = []  # reads waiting for the next ReadIndex round
@@ -194,6 +196,7 @@ class RaftDriver:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._tick_loop)
                 nursery.start_soon(self._ready_loop)
+                nursery.start_soon(self._pump_loop)
                 task_status.started()
         finally:
             self._running = False
@@ -217,7 +220,14 @@ class RaftDriver:
 
     def tick(self) -> None:
         """Advance the node's logical clock by one tick (the tick loop does this)."""
-        self.node.tick()
+        node = self.node
+        node.tick()
+        if node.role is Role.LEADER:
+            # Heartbeats go out now, not when the ready loop gets round to them: a ready loop busy
+            # with a slow fsync or a large apply must not let followers time out.
+            early = node.take_leader_messages()
+            if early:
+                self._send_all(early)
         self._wake()
 
     def campaign(self) -> None:
@@ -294,6 +304,23 @@ class RaftDriver:
 
     def _wake(self) -> None:
         self._wakeup.set()
+        if self._persisting:
+            self._pump_wakeup.set()
+
+    async def _pump_loop(self) -> None:
+        # Pipelining across the leader's fsync: while the ready loop waits for a write, a leader
+        # keeps turning new proposals into log entries and sends its appends and heartbeats at
+        # once (allowed before its own write, see _ready_loop). The entries are persisted by the
+        # next Ready; votes and acknowledgements still wait for the write.
+        node = self.node
+        while True:
+            await self._pump_wakeup.wait()
+            self._pump_wakeup = trio.Event()
+            if self._persisting and node.role is Role.LEADER:
+                self._flush_requests()
+                early = node.take_leader_messages()
+                if early:
+                    self._send_all(early)
 
     async def _tick_loop(self) -> None:
         # Sleep until absolute deadlines so ticks do not drift under load.
@@ -322,7 +349,11 @@ class RaftDriver:
                     if early:
                         self._send_all(early)
                         rd.messages = [m for m in rd.messages if type(m) not in _LEADER_EARLY]
-                await self._persist(rd)
+                self._persisting = True
+                try:
+                    await self._persist(rd)
+                finally:
+                    self._persisting = False
                 self._send_all(rd.messages)
                 self._apply(rd)
                 if rd.soft_state is not None:
