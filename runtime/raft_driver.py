@@ -331,6 +331,9 @@ class RaftDriver:
             if deadline < now - self.tick_interval:
                 deadline = now  # we fell far behind (a stalled loop): do not burst-tick
             await trio.sleep_until(deadline)
+            late = trio.current_time() - deadline
+            if late > 0.05:
+                log.warning("TMPDBG raft node %s tick late by %.0f ms (persisting=%s)", self.id, late * 1000, self._persisting)
             self.tick()
 
     async def _ready_loop(self) -> None:
