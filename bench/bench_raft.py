@@ -1,14 +1,18 @@
 """Raft benchmark: three raft_server OS processes on loopback, side by side with pysyncobj.
 
     pip install pysyncobj        # the baseline; only for this benchmark
-    python bench/bench_raft.py [--count 20000] [--failovers 5] [--quick]
+    python bench/bench_raft.py [--rounds 5] [--count 20000] [--window 512] [--failovers 5] [--quick]
 
 Measured, for eco (``python -m eco.runtime.raft_server``, SQLite log with fsync per group
 commit, 10 ms ticks, election timeout 10-20 ticks) and for pysyncobj (3 processes, default
 in-memory journal, ``bench/pysyncobj_counter.py``), in the same run:
 
-* pipelined commits/s: ``--count`` increments run on the leader, many in flight (eco: 256
-  concurrent sessions; pysyncobj: a window of 1000 callbacks);
+* pipelined commits/s: ``--count`` increments run on the leader, in process, with the same
+  number in flight on both sides (``--window``: eco runs that many concurrent sessions,
+  pysyncobj keeps that many callbacks outstanding). ``--rounds`` rounds alternate eco and
+  pysyncobj; each round gives a ratio, and the medians are reported. An extra eco group
+  started with ``--no-fsync`` (not durable, like pysyncobj's default) is measured in the same
+  rounds as a labelled extra row (``--skip-no-fsync`` leaves it out);
 * one-at-a-time commit latency p50/p99 on the leader;
 * eco only, through the TCP client protocol: pipelined increments from another process, and
   leader failover: SIGKILL the leader, time until a new leader acknowledges a write (median
@@ -20,6 +24,7 @@ Prints a table, then one line of JSON with every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -49,83 +54,159 @@ def _client_config() -> TransportConfig:
 
 
 async def _leader(client, group) -> str:
-    with trio.fail_after(20):
+    """The leader, once every running node agrees on it and its term (no election in progress)."""
+    with trio.fail_after(30):
         while True:
+            views = []
             for node in list(group.procs):
                 try:
-                    if (await client.status(group.address(node)))["is_leader"]:
-                        return node
+                    views.append(await client.status(group.address(node)))
                 except RaftClientError:
-                    pass
-            await trio.sleep(0.01)
+                    views.append(None)
+            leaders = [v for v in views if v and v["is_leader"]]
+            if (len(leaders) == 1 and all(v and v["leader"] == leaders[0]["id"] and v["term"] == leaders[0]["term"]
+                                          for v in views)):
+                return leaders[0]["id"]
+            await trio.sleep(0.05)
 
 
-async def _eco_run(base: Path, count: int, latency_n: int, client_count: int, failovers: int) -> dict:
+async def _pipelined(client, group, count: int, window: int) -> float:
+    """Commits/s of ``count`` increments by ``window`` concurrent sessions on the leader.
+
+    A round interrupted by a leader change (a loaded machine can miss a heartbeat deadline) is
+    reported on stderr and measured again, at most three times.
+    """
+    for _ in range(3):
+        leader = await _leader(client, group)
+        pipe = await client._attempt(group.address(leader), ["bench", None, [count, window], None, 0], 120)
+        if pipe and "ok" in pipe:
+            return pipe["ok"]["ops"] / pipe["ok"]["seconds"]
+        print(f"eco pipelined round failed, measuring again: {pipe}", file=sys.stderr)
+    raise RuntimeError("eco pipelined round failed three times")
+
+
+class _EcoGroup:
+    """A started LocalRaftGroup with a connected client (an async context manager)."""
+
+    def __init__(self, base: Path, extra_args: tuple[str, ...] = ()) -> None:
+        self.base, self.extra_args = base, extra_args
+
+    async def __aenter__(self):
+        self._stack = contextlib.AsyncExitStack()
+        await self._stack.__aenter__()
+        self.group = self._stack.enter_context(LocalRaftGroup(3, self.base, COOKIE, extra_args=self.extra_args))
+        self.group.start_all()
+        transport = await self._stack.enter_async_context(open_tcp_transport(_client_config()))
+        self.client = await self._stack.enter_async_context(
+            open_raft_client(transport, self.group.addresses(), client_id="bench", timeout=20))
+        await _leader(self.client, self.group)
+        await self.client.incr("warmup")
+        return self
+
+    async def __aexit__(self, *exc):
+        return await self._stack.__aexit__(*exc)
+
+
+async def _eco_details(eco: _EcoGroup, latency_n: int, client_count: int, failovers: int) -> dict:
     out: dict = {}
-    with LocalRaftGroup(3, base, COOKIE) as group:
-        group.start_all()
-        async with open_tcp_transport(_client_config()) as transport:
-            async with open_raft_client(transport, group.addresses(), client_id="bench", timeout=20) as client:
-                leader = await _leader(client, group)
-                await client.incr("warmup")
-                addr = group.address(leader)
-                pipe = await client._attempt(addr, ["bench", None, [count, 256], None, 0], 120)
-                out["pipelined_commits_per_s"] = round(pipe["ok"]["ops"] / pipe["ok"]["seconds"])
-                lat = await client._attempt(addr, ["bench", None, [latency_n, 1], None, 0], 120)
-                out["latency_p50_ms"] = round(lat["ok"]["p50_ms"], 3)
-                out["latency_p99_ms"] = round(lat["ok"]["p99_ms"], 3)
+    client, group = eco.client, eco.group
+    leader = await _leader(client, group)
+    lat = await client._attempt(group.address(leader), ["bench", None, [latency_n, 1], None, 0], 120)
+    out["latency_p50_ms"] = round(lat["ok"]["p50_ms"], 3)
+    out["latency_p99_ms"] = round(lat["ok"]["p99_ms"], 3)
 
-                # Through the client protocol, from this process.
-                done = 0
+    # Through the client protocol, from this process.
+    done = 0
 
-                async def worker() -> None:
-                    nonlocal done
-                    while done < client_count:
-                        done += 1
-                        await client.incr("client-bench")
+    async def worker() -> None:
+        nonlocal done
+        while done < client_count:
+            done += 1
+            await client.incr("client-bench")
 
-                t0 = time.perf_counter()
-                async with trio.open_nursery() as nursery:
-                    for _ in range(128):
-                        nursery.start_soon(worker)
-                out["client_pipelined_commits_per_s"] = round(done / (time.perf_counter() - t0))
-                lats = []
-                for _ in range(latency_n):
-                    t = time.perf_counter()
-                    await client.incr("client-latency")
-                    lats.append(time.perf_counter() - t)
-                lats.sort()
-                out["client_latency_p50_ms"] = round(lats[len(lats) // 2] * 1000, 3)
-                out["client_latency_p99_ms"] = round(lats[int(len(lats) * 0.99) - 1] * 1000, 3)
+    t0 = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(128):
+            nursery.start_soon(worker)
+    out["client_pipelined_commits_per_s"] = round(done / (time.perf_counter() - t0))
+    lats = []
+    for _ in range(latency_n):
+        t = time.perf_counter()
+        await client.incr("client-latency")
+        lats.append(time.perf_counter() - t)
+    lats.sort()
+    out["client_latency_p50_ms"] = round(lats[len(lats) // 2] * 1000, 3)
+    out["client_latency_p99_ms"] = round(lats[int(len(lats) * 0.99) - 1] * 1000, 3)
 
-                # Failover: SIGKILL the leader, time until a new leader acknowledges a write.
-                times = []
-                for run in range(failovers):
-                    leader = await _leader(client, group)
-                    await client.incr("failover")
-                    t_kill = time.perf_counter()
-                    group.kill(leader)
-                    await client.incr("failover")
-                    times.append(time.perf_counter() - t_kill)
-                    group.start(leader)
-                    # Let the restarted node catch up before the next kill (a majority must remain).
-                    with trio.fail_after(20):
-                        while True:
-                            st = await client.status(group.address(leader))
-                            if st["leader"] is not None and st["applied"] > 0:
-                                break
-                            await trio.sleep(0.02)
-                out["failover_ms_median"] = round(statistics.median(times) * 1000, 1) if times else None
-                out["failover_ms_all"] = [round(t * 1000, 1) for t in times]
+    # Failover: SIGKILL the leader, time until a new leader acknowledges a write.
+    times = []
+    for _ in range(failovers):
+        leader = await _leader(client, group)
+        await client.incr("failover")
+        t_kill = time.perf_counter()
+        group.kill(leader)
+        await client.incr("failover")
+        times.append(time.perf_counter() - t_kill)
+        group.start(leader)
+        # Let the restarted node catch up before the next kill (a majority must remain).
+        with trio.fail_after(20):
+            while True:
+                st = await client.status(group.address(leader))
+                if st["leader"] is not None and st["applied"] > 0:
+                    break
+                await trio.sleep(0.02)
+    out["failover_ms_median"] = round(statistics.median(times) * 1000, 1) if times else None
+    out["failover_ms_all"] = [round(t * 1000, 1) for t in times]
     return out
 
 
-def _pysyncobj_run(base: Path, count: int, latency_n: int) -> dict | None:
+async def _run_all(base: Path, args: argparse.Namespace) -> dict:
+    rounds: list[dict] = []
+    async with contextlib.AsyncExitStack() as stack:
+        eco = await stack.enter_async_context(_EcoGroup(base / "eco"))
+        nofsync = None
+        if not args.skip_no_fsync:
+            nofsync = await stack.enter_async_context(_EcoGroup(base / "eco-nofsync", ("--no-fsync",)))
+        have_baseline = _pysyncobj_available()
+        for r in range(args.rounds):
+            row: dict = {"eco": round(await _pipelined(eco.client, eco.group, args.count, args.window))}
+            if have_baseline:
+                data = await trio.to_thread.run_sync(_pysyncobj_run, base / f"pso-{r}", args.count, args.window,
+                                                     args.latency if r == 0 else 1)
+                row["pysyncobj"] = round(data["ops"] / data["seconds"])
+                row["ratio"] = round(row["eco"] / row["pysyncobj"], 2)
+                if r == 0:
+                    pso_lat = data
+            if nofsync is not None:
+                row["eco_no_fsync"] = round(await _pipelined(nofsync.client, nofsync.group, args.count, args.window))
+            print(f"round {r + 1}: {row}", file=sys.stderr, flush=True)
+            rounds.append(row)
+        details = await _eco_details(eco, args.latency, args.client_count, args.failovers)
+    summary: dict = {"rounds": rounds, "window": args.window, "count": args.count}
+    med = lambda key: round(statistics.median(r[key] for r in rounds), 2 if key == "ratio" else None)  # noqa: E731
+    summary["eco"] = {"pipelined_commits_per_s": med("eco"), **details}
+    if nofsync is not None:
+        summary["eco_no_fsync"] = {"pipelined_commits_per_s": med("eco_no_fsync")}
+    if have_baseline:
+        summary["pysyncobj"] = {"pipelined_commits_per_s": med("pysyncobj"),
+                                "latency_p50_ms": round(pso_lat["p50_ms"], 3),
+                                "latency_p99_ms": round(pso_lat["p99_ms"], 3)}
+        summary["throughput_ratio_median"] = med("ratio")
+    return summary
+
+
+def _pysyncobj_available() -> bool:
     try:
         import pysyncobj  # noqa: F401
     except ImportError:
         print("pysyncobj is not installed (pip install pysyncobj): skipping the baseline", file=sys.stderr)
-        return None
+        return False
+    return True
+
+
+def _pysyncobj_run(base: Path, count: int, window: int, latency_n: int) -> dict:
+    """One pysyncobj round: three fresh processes; the leader measures and writes JSON."""
+    base.mkdir(parents=True, exist_ok=True)
     ports = free_ports(3)
     addrs = [f"127.0.0.1:{p}" for p in ports]
     result = base / "pysyncobj.json"
@@ -135,44 +216,46 @@ def _pysyncobj_run(base: Path, count: int, latency_n: int) -> dict | None:
             partners = [f"--partner={b}" for b in addrs if b != a]
             procs.append(subprocess.Popen(
                 [sys.executable, str(HERE / "pysyncobj_counter.py"), "--self", a, *partners, "--result", str(result),
-                 "--count", str(count), "--latency", str(latency_n)],
+                 "--count", str(count), "--window", str(window), "--latency", str(latency_n)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         deadline = time.monotonic() + 300
         while not result.exists():
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError("the pysyncobj benchmark did not finish")
             time.sleep(0.1)  # waiting for another process's result file
-        data = json.loads(result.read_text())
+        return json.loads(result.read_text())
     finally:
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=10)
-    return {"pipelined_commits_per_s": round(data["ops"] / data["seconds"]),
-            "latency_p50_ms": round(data["p50_ms"], 3), "latency_p99_ms": round(data["p99_ms"], 3)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--count", type=int, default=20000, help="pipelined increments per system")
+    p.add_argument("--rounds", type=int, default=5, help="alternating eco/pysyncobj pipelined rounds (medians)")
+    p.add_argument("--count", type=int, default=20000, help="pipelined increments per round and system")
+    p.add_argument("--window", type=int, default=512, help="increments in flight, the same for both systems")
     p.add_argument("--latency", type=int, default=300, help="one-at-a-time increments for p50/p99")
     p.add_argument("--client-count", type=int, default=10000, help="pipelined increments through the client protocol")
     p.add_argument("--failovers", type=int, default=5)
+    p.add_argument("--skip-no-fsync", action="store_true", help="leave out the extra eco --no-fsync row")
     p.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     args = p.parse_args()
     if args.quick:
-        args.count, args.latency, args.client_count, args.failovers = 3000, 100, 2000, 2
+        args.rounds, args.count, args.latency, args.client_count, args.failovers = 1, 3000, 100, 2000, 2
     with tempfile.TemporaryDirectory(prefix="bench-raft-") as tmp:
-        eco = trio.run(_eco_run, Path(tmp) / "eco", args.count, args.latency, args.client_count, args.failovers)
-        base = _pysyncobj_run(Path(tmp), args.count, args.latency)
-    print(f"{'':34} {'eco':>10} {'pysyncobj':>10}")
+        summary = trio.run(_run_all, Path(tmp), args)
+    eco, base, nofsync = summary["eco"], summary.get("pysyncobj"), summary.get("eco_no_fsync")
+    print(f"{'':40} {'eco':>10} {'pysyncobj':>10}")
     for key in ("pipelined_commits_per_s", "latency_p50_ms", "latency_p99_ms"):
-        print(f"{key:34} {eco[key]:>10} {base[key] if base else '-':>10}")
+        print(f"{key:40} {eco[key]:>10} {base[key] if base else '-':>10}")
+    if nofsync:
+        print(f"{'pipelined_commits_per_s (eco --no-fsync)':40} {nofsync['pipelined_commits_per_s']:>10} {'-':>10}")
     for key in ("client_pipelined_commits_per_s", "client_latency_p50_ms", "client_latency_p99_ms", "failover_ms_median"):
-        print(f"{key:34} {eco[key]:>10} {'-':>10}")
-    summary = {"eco": eco, "pysyncobj": base}
+        print(f"{key:40} {eco[key]:>10} {'-':>10}")
     if base:
-        summary["throughput_ratio"] = round(eco["pipelined_commits_per_s"] / base["pipelined_commits_per_s"], 2)
+        print(f"{'throughput ratio (median of rounds)':40} {summary['throughput_ratio_median']:>10}")
     print(json.dumps(summary))
 
 

@@ -552,6 +552,9 @@ def _run_status(args: argparse.Namespace) -> int:
             raise UsageError("no cluster cookie: set ECO_COOKIE or pass --cookie-file")
     except SecretError as exc:
         raise UsageError(str(exc)) from None
+    import logging
+
+    logging.getLogger("eco.transport").setLevel(logging.CRITICAL)  # failures are reported below, in one line
     try:
         status = trio.run(lambda: fetch_status(args.node, cookie, cluster=args.cluster, timeout=args.timeout))
     except StatusError as exc:

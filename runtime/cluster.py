@@ -68,6 +68,8 @@ __all__ = [
 log = logging.getLogger("eco.runtime.cluster")
 
 MEMBERSHIP_CHANNEL = "membership"
+TOOL_PREFIX = "ecoc-"
+"""Peers named like this are tools (``ecoc status``), never members."""
 EVENT_RING = 200
 
 
@@ -206,6 +208,8 @@ class ConnectionMembers:
         watch_links(self.node, self._up, self._down)
 
     def _up(self, peer: str, incarnation: int) -> None:
+        if peer.startswith(TOOL_PREFIX):
+            return
         previous = self._known.get(peer)
         member = Member(peer, incarnation, MemberState.UP, self._labels(peer))
         self._known[peer] = member
@@ -353,6 +357,7 @@ class ClusterMembership:
         rng: random.Random | None = None,
         labels: Mapping[str, str] | None = None,
         advertise: str | None = None,
+        addresses: Mapping[str, str] | None = None,
     ) -> None:
         self.node = node
         self.kernel = node.kernel
@@ -362,7 +367,9 @@ class ClusterMembership:
         self.labels = dict(labels) if labels is not None else node_labels(cluster, self.name)
         self._join = [str(a) for a in join]
         self._advertise = advertise
+        # Where to dial each node: the plan's addresses unless overridden; gossip adds the rest.
         self.addresses: dict[str, str] = {n.name: n.address for n in cluster.nodes}
+        self.addresses.update(addresses or {})
         topology = cluster.topology.kind
         detector = cluster.failure_detector
         self.topology = topology
@@ -486,10 +493,13 @@ class ClusterMembership:
             self._dialling.discard(address)
 
     def _maybe_dial(self, name: str) -> None:
-        if name in self._links or self._left or not self._may_link(name):
+        if name in self._links or self._left or self.node.is_connected(name) or not self._may_link(name):
             return
-        # Only the side dialled by the smaller name would be kept anyway; in client_server
-        # clients always dial.  Both dialling is harmless, so this only saves work.
+        # When both sides dial, the Node keeps the connection dialled by the smaller name and drops
+        # the other, which fires `noconnection` for monitors: so between members only the smaller
+        # name dials (the larger learns of it by gossip and waits).  Clients always dial servers.
+        if self.name > name and not (self.topology == "client_server" and name in self.servers):
+            return
         address = self.addresses.get(name)
         if address is not None:
             member = self.core.members.get(name)
@@ -497,12 +507,16 @@ class ClusterMembership:
                 self._dial(address)
 
     def _link_up(self, peer: str, incarnation: int) -> None:
+        if peer.startswith(TOOL_PREFIX):
+            return  # a tool such as `ecoc status`, not a member
         self._links.add(peer)
         self._record("link_up", node=peer, incarnation=incarnation)
         if self._started and not self._left:
             self._apply(self.core.link_up(self._now(), peer))
 
     def _link_down(self, peer: str) -> None:
+        if peer.startswith(TOOL_PREFIX):
+            return
         self._links.discard(peer)
         self._record("link_down", node=peer)
         if self._started:

@@ -209,6 +209,8 @@ def _entries_from_wire(items: Any) -> tuple:
     out = []
     for t, i, d, k in items:
         if type(d) is not bytes:
+            if not isinstance(d, (bytearray, memoryview)):
+                raise TypeError(f"entry data must be bytes, not {type(d).__name__}")
             d = bytes(d)
         if type(t) is not int or type(i) is not int or type(k) is not int or k < 0:
             raise TypeError("entry term, index and kind must be non-negative integers")

@@ -32,6 +32,7 @@ from .wire import Envelope, Kind
 log = logging.getLogger("eco.raft")
 
 RAFT_CHANNEL = "raft"
+_RAFT_KIND = int(Kind.RAFT)
 
 
 class RaftMesh:
@@ -61,7 +62,8 @@ class RaftMesh:
             self.dropped += 1
             return
         try:
-            conn.send_nowait(Envelope(Kind.RAFT, RAFT_CHANNEL, None, None, 0, wire_msg))
+            # The wire's fast path: no Envelope object per message.
+            conn.send_raw_nowait(_RAFT_KIND, RAFT_CHANNEL, None, None, 0, wire_msg)
         except (trio.WouldBlock, ConnectionClosed):
             self.dropped += 1
 
@@ -80,7 +82,7 @@ class RaftMesh:
         async def session(conn: Connection) -> None:
             self._out[peer] = conn
             try:
-                conn.set_receiver(self.on_envelope_from(conn))
+                conn.set_receiver(self.on_frame_from(conn), raw=True)
                 await conn.wait_closed()
             finally:
                 if self._out.get(peer) is conn:
@@ -98,7 +100,23 @@ class RaftMesh:
 
         return on_envelope
 
+    def on_frame_from(self, conn: Connection) -> Callable[[list], None]:
+        """A raw ``set_receiver(..., raw=True)`` callback delivering the Raft frames of ``conn``.
+
+        The frame is ``[version, kind, channel, source, destination, sequence, payload]``; no
+        object is built per message (the replication hot path).
+        """
+        peer = conn.peer.node
+        raft_kind = _RAFT_KIND
+
+        def on_frame(frame: list) -> None:
+            deliver = self.deliver
+            if frame[1] == raft_kind and deliver is not None:
+                deliver(peer, frame[6])
+
+        return on_frame
+
     async def handle_connection(self, conn: Connection) -> None:
         """Listener handler for connections dialled by peers."""
-        conn.set_receiver(self.on_envelope_from(conn))
+        conn.set_receiver(self.on_frame_from(conn), raw=True)
         await conn.wait_closed()

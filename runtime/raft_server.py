@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick-ms", type=float, default=10.0, help="tick interval in ms (default 10)")
     p.add_argument("--election-ticks", type=int, default=10, help="election timeout in ticks, randomised up to 2x (default 10)")
     p.add_argument("--propose-timeout", type=float, default=2.0, help="seconds a write may wait for commit (default 2)")
+    p.add_argument("--no-fsync", action="store_true",
+                   help="do not fsync the log (benchmarks only: unsafe on power loss)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     return p
 
@@ -93,11 +95,11 @@ class RaftServer:
     """The driver, the peer mesh and the client protocol of one node."""
 
     def __init__(self, node_id: str, peers: dict[str, str], data_dir: Path, *, tick_interval: float = 0.01,
-                 election_ticks: int = 10, propose_timeout: float = 2.0) -> None:
+                 election_ticks: int = 10, propose_timeout: float = 2.0, fsync: bool = True) -> None:
         self.id = node_id
         self.peer_addresses = dict(peers)
         self.propose_timeout = propose_timeout
-        self.storage = SqliteStorage(data_dir / "raft.db")
+        self.storage = SqliteStorage(data_dir / "raft.db", fsync=fsync)
         self.config = RaftConfig(election_ticks=election_ticks, heartbeat_ticks=1, max_entries_per_append=1024,
                                  max_inflight_appends=64)
         self.tick_interval = tick_interval
@@ -125,22 +127,27 @@ class RaftServer:
 
     async def _handle_connection(self, conn: Connection) -> None:
         assert self.mesh is not None and self._nursery is not None
-        raft = self.mesh.on_envelope_from(conn)
+        raft = self.mesh.on_frame_from(conn)
         nursery = self._nursery
+        raft_kind, call_kind = int(Kind.RAFT), int(Kind.CALL)
 
-        def on_envelope(env: Envelope) -> None:
-            if env.kind == Kind.RAFT:
-                raft(env)
-            elif env.kind == Kind.CALL and env.channel == CLIENT_CHANNEL:
-                nursery.start_soon(self._serve_call, conn, env)
+        def on_frame(frame: list) -> None:  # raw frames: no Envelope per message (hot path)
+            kind = frame[1]
+            if kind == raft_kind:
+                raft(frame)
+            elif kind == call_kind and frame[2] == CLIENT_CHANNEL:
+                nursery.start_soon(self._serve_call, conn, frame[5], frame[6])
 
-        conn.set_receiver(on_envelope)
+        conn.set_receiver(on_frame, raw=True)
         await conn.wait_closed()
 
-    async def _serve_call(self, conn: Connection, env: Envelope) -> None:
-        reply = await self.execute(env.payload)
+    async def _serve_call(self, conn: Connection, sequence: int, payload: Any) -> None:
+        reply = await self.execute(payload)
         try:
-            await conn.send(Envelope(Kind.REPLY, CLIENT_CHANNEL, None, None, env.sequence, reply))
+            try:
+                conn.send_raw_nowait(Kind.REPLY, CLIENT_CHANNEL, None, None, sequence, reply)
+            except trio.WouldBlock:
+                await conn.send(Envelope(Kind.REPLY, CLIENT_CHANNEL, None, None, sequence, reply))
         except Exception:  # the client went away; nothing to tell
             pass
 
@@ -228,7 +235,8 @@ async def _watch_signals(scope: trio.CancelScope) -> None:
 
 async def _main(args: argparse.Namespace, peers: dict[str, str], cookie: Cookie, data: Path) -> int:
     server = RaftServer(args.id, peers, data, tick_interval=args.tick_ms / 1000.0,
-                        election_ticks=args.election_ticks, propose_timeout=args.propose_timeout)
+                        election_ticks=args.election_ticks, propose_timeout=args.propose_timeout,
+                        fsync=not args.no_fsync)
     identity = Identity(args.cluster, args.id, time.time_ns() // 1_000_000, cookie)
     config = TransportConfig(identity, keepalive_interval=0.25, keepalive_misses=4, connect_timeout=1.0)
     async with trio.open_nursery() as nursery:

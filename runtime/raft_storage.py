@@ -88,12 +88,14 @@ class SqliteStorage:
     Node ids and votes are stored as JSON, so they must be JSON values (node names are strings).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
         self.path = Path(path)
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            # fsync=False (synchronous=OFF) is for benchmarks only: a power loss may lose
+            # acknowledged writes, which breaks Raft's guarantees.
+            self._db.execute("PRAGMA synchronous=FULL" if fsync else "PRAGMA synchronous=OFF")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise RuntimeError(f"cannot open raft storage {self.path}: {exc}") from exc

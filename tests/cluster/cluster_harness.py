@@ -65,7 +65,9 @@ class SimCluster:
     async def _main(self, transport, host) -> None:
         async with Kernel(host.name, incarnation=host.incarnation) as kernel:
             node = Node(kernel, transport, rng=host.rng)
-            membership = ClusterMembership(node, self.cluster, rng=host.rng, advertise=host.name)
+            join = [] if host.name == self.names[0] else [self.names[0]]
+            membership = ClusterMembership(node, self.cluster, rng=host.rng, advertise=host.name, join=join,
+                                           addresses={n: n for n in self.names})
             self.members[host.name] = membership
             log = self.seen.setdefault(host.name, {})
 
@@ -75,7 +77,6 @@ class SimCluster:
 
             membership.subscribe(on_event)
             stop = self.stop[host.name] = trio.Event()
-            join = [] if host.name == self.names[0] else [self.names[0]]
             async with trio.open_nursery() as nursery:
                 await nursery.start(node.serve, host.name, join)
                 await nursery.start(membership.run)

@@ -119,8 +119,8 @@ def test_no_lasting_false_positive_under_ten_percent_loss(kind, seed):
     c.sim.at(30.0, stop_loss)
     c.sim.run(until=lambda: c.sim.now > 30.0 and c.converged(), max_time=45)
     # Suspicions may come and go under loss; none may last once the loss stops.
-    downs = sum(k == "down" for log in c.seen.values() for events in log.values() for k, _, _ in events)
-    assert downs <= 2, f"{downs} false down verdicts in 30s of 10% loss"
+    downs = {(node, inc) for log in c.seen.values() for node, events in log.items() for k, inc, _ in events if k == "down"}
+    assert len(downs) <= 2, f"{len(downs)} false down verdicts in 30s of 10% loss: {sorted(downs)}"
 
 
 @pytest.mark.slow
@@ -134,3 +134,26 @@ def test_fifty_nodes_join_and_detect_a_crash(kind):
     latest = max(c.first_time(o, "n17", "down", after=crashed) for o in c.alive())
     assert latest - crashed <= 8.0
     assert all(c.all_see(n, "up") for n in c.alive())
+
+
+@sim_seeds(2)
+def test_client_server_clients_link_to_servers_only_and_learn_the_rest_by_gossip(seed):
+    from eco.plan.models import ClientServerTopology
+
+    c = SimCluster(5, seed=seed, topology=ClientServerTopology(servers=("n01", "n02")))
+    c.crash_at(4.0, "n05")
+    c.sim.run(until=lambda: "n05" in c.crashed_at and c.all_see("n05", "down"), max_time=20)
+    for client in ["n03", "n04"]:
+        assert c.members[client]._links <= {"n01", "n02"}, c.members[client]._links
+    # n04 never talked to n05, yet knows it crashed (a server judged it, gossip told the rest).
+    assert c.first_time("n04", "n05", "down") - c.crashed_at["n05"] <= DETECTION_BOUND["phi"]
+
+
+@sim_seeds(2)
+def test_static_topology_links_every_declared_node(seed):
+    from eco.plan.models import StaticTopology
+
+    c = SimCluster(4, seed=seed, topology=StaticTopology())
+    meshed = lambda: all(n in c.members and c.members[n]._links == set(c.names) - {n} for n in c.names)
+    c.sim.run(until=lambda: c.converged() and meshed(), max_time=10)
+    assert c.members["n03"]._dialling >= {"n01", "n02", "n04"}  # dialled from the plan, not learnt

@@ -61,3 +61,57 @@ async def test_driver_requests_fail_clearly_when_not_running():
     driver.deliver("b", ["garbage"])  # malformed: logged and dropped, never raised
     driver.deliver("b", [0, "b", "zzz", 1, 0, 0, False, False])  # addressed to someone else
     assert driver.node.term == 0
+
+
+def test_take_leader_messages_returns_only_appends_and_heartbeats_of_a_leader():
+    from eco.runtime.raft import AppendEntries, Heartbeat, RequestVote
+
+    follower = RaftNode("a", ["a", "b", "c"], MemoryStorage())
+    follower.campaign()  # pre-vote requests: must wait for the Ready, never taken early
+    assert follower.take_leader_messages() == []
+    assert all(isinstance(m, RequestVote) for m in follower.ready().messages)
+
+    leader = RaftNode("a", ["a"], MemoryStorage())
+    leader.campaign()
+    while leader.has_ready():
+        leader.advance(leader.ready())
+    leader.add_server("b")  # now a peer to replicate to
+    leader.propose_batch([b"x"])
+    leader.tick()
+    early = leader.take_leader_messages()
+    assert early and all(type(m) in (AppendEntries, Heartbeat) for m in early)
+    assert leader.take_leader_messages() == []
+    assert not [m for m in leader.ready().messages if type(m) in (AppendEntries, Heartbeat)]
+
+
+def test_wire_rejects_bad_entry_fields():
+    from eco.runtime.raft import message_from_wire
+
+    good = [2, "a", "b", 1, 0, 0, [[1, 1, b"x", 0]], 0]
+    assert message_from_wire(good).entries[0].data == b"x"
+    for bad_entry in ([1, 1, b"x", -1], [1, 1, b"x", 9], ["1", 1, b"x", 0], [1, 1, 5, 0], [1, 1, b"x"]):
+        with pytest.raises(ValueError):
+            message_from_wire([2, "a", "b", 1, 0, 0, [bad_entry], 0])
+
+
+async def test_propose_timeout_and_cancellation_leave_the_driver_usable():
+    import trio
+
+    from eco.runtime.raft_driver import RaftTimeout
+
+    # A leader of a 3-node group whose peers never answer: nothing commits.
+    driver = RaftDriver("a", ["a", "b", "c"], MemoryStorage(), lambda p, m: None,
+                        state_machine=KVStateMachine(), tick_interval=0.005)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        driver.node._campaign(pre=False)
+        driver.node._become_leader()
+        driver._on_soft_state("a", driver.node.role, driver.node.term)
+        t0 = trio.current_time()
+        with pytest.raises(RaftTimeout):
+            await driver.propose(encode_command("c", 1, "put", "k", "v"), timeout=0.05)
+        assert 0.05 <= trio.current_time() - t0 < 1.0
+        with trio.move_on_after(0.02) as scope:
+            await driver.propose(encode_command("c", 2, "put", "k", "v"))
+        assert scope.cancelled_caught
+        nursery.cancel_scope.cancel()
