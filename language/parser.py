@@ -836,8 +836,11 @@ class _Builder:
                 out.append(None if size == 1 else _splice)
             else:
                 fn = getattr(self, "r_" + name)
-                out.append(_wrap(fn) if splices else fn)
+                # Hot rules flatten their own children (see _flattens_splices); the rest get a wrapper.
+                out.append(_wrap(fn) if splices and name not in self._flattens_splices else fn)
         return out
+
+    _flattens_splices = frozenset({"body", "property"})
 
     # -- helpers
 
@@ -888,7 +891,13 @@ class _Builder:
     # -- bodies and items
 
     def r_body(self, c):
-        items = [x for x in c[1:-1] if not isinstance(x, _Tok)]
+        items = []
+        for x in c[1:-1]:
+            t = type(x)
+            if t is _Splice:
+                items.extend([y for y in x if type(y) is not _Tok])
+            elif t is not _Tok:
+                items.append(x)
         start, end = c[0][2], c[-1][3]
         src = self.src
         text = src.text
@@ -900,14 +909,15 @@ class _Builder:
         key = c[0]
         src = self.src
         start = key[2]
-        if len(c) == 3:  # the common case: one term
-            x = c[2]
-            if type(x) is _Tok:
-                x = self.term(x)
-            return _Property(_Span(src, start, x.span.end), _Ident(_Span(src, start, key[3]), key[1]), [x])
-        term = self.term
-        terms = [term(x) if type(x) is _Tok else x for x in c[2:]]
-        return _Property(_Span(src, start, terms[-1].span.end), _Ident(_Span(src, start, key[3]), key[1]), terms)
+        x = c[2]  # IDENT ":" and then one term, or a splice of several
+        t = type(x)
+        if t is _Tok:
+            x = self.term(x)
+        elif t is _Splice:
+            term = self.term
+            terms = [term(y) if type(y) is _Tok else y for y in x]
+            return _Property(_Span(src, start, terms[-1].span.end), _Ident(_Span(src, start, key[3]), key[1]), terms)
+        return _Property(_Span(src, start, x.span.end), _Ident(_Span(src, start, key[3]), key[1]), [x])
 
     def r_command(self, c):
         return ast.Command(self.span(c[0], c[-1]), self.ident(c[0]), [self.term(x) for x in c[1:]])
