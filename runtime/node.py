@@ -60,7 +60,7 @@ from .signals import NOCONNECTION, CallReply, CallRequest, Dest, Reason
 from .transport import Backoff, ConnectError, Connection, ConnectionClosed, Transport, TransportConfig
 from .wire import Envelope, Kind, ProtocolError
 
-__all__ = ["Node", "NodeError", "node_transport_config", "node_transport_options", "CONTROL_CHANNEL"]
+__all__ = ["Node", "NodeError", "node_transport_config", "node_transport_options", "CONTROL_CHANNEL", "TOOL_PREFIX"]
 
 log = logging.getLogger("eco.runtime.node")
 
@@ -68,6 +68,9 @@ CONTROL_CHANNEL = "std.control"
 """Channel name on the envelopes of links, monitors, exit signals and spawn requests."""
 
 _SEND, _CAST, _CALL, _REPLY = Kind.SEND, Kind.CAST, Kind.CALL, Kind.REPLY
+
+TOOL_PREFIX = "ecoc-"
+"""Connections from identities named like this (``ecoc status``) are served but never become peers."""
 _SEND_INT, _CALL_INT = int(Kind.SEND), int(Kind.CALL)  # msgpack packs plain ints faster than IntEnums
 
 
@@ -137,6 +140,8 @@ class Node:
         self._handlers: dict[int, Callable[[Connection, Envelope], Awaitable[None] | None]] = {}
         self._nursery: trio.Nursery | None = None
         self._down_hooks: list[Callable[[str], None]] = []
+        self._peer_hooks: list[tuple[Callable[[str, int], None], Callable[[str], None]]] = []
+        self._membership: Any = None  # eco.runtime.cluster.ClusterMembership (or the connection fallback)
         self._channel_by_type: dict[str, str] = {}
         self._channel_of: dict[type, str] = {}  # message class -> channel, filled on first use
         # The receive hot path resolves destinations itself (no per-message kernel call):
@@ -256,6 +261,9 @@ class Node:
             if peer == self.name:
                 log.warning("node %s: refusing a connection to itself at %s", self.name, conn.peer.address)
                 return
+            if peer.startswith(TOOL_PREFIX):
+                await self._read(conn)  # a tool such as `ecoc status`: its requests are served, it is no peer
+                return
             old = self._conns.get(peer)
             if old is not None:
                 old_by, new_by = self._dialler(old), self._dialler(conn)
@@ -268,6 +276,8 @@ class Node:
             self._changed.unpark_all()
             log.info("node %s: connected to %s#%d at %s", self.name, peer, conn.peer.incarnation, conn.peer.address)
             self._emit("peer_up", peer=peer, incarnation=conn.peer.incarnation)
+            for up, _ in list(self._peer_hooks):
+                up(peer, conn.peer.incarnation)
             await self._read(conn)
         finally:
             self._forget(peer, conn, conn.close_reason or "connection closed")
@@ -283,7 +293,42 @@ class Node:
         self.kernel.node_down(peer)
         for hook in self._down_hooks:
             hook(peer)
+        for _, down in list(self._peer_hooks):
+            down(peer)
         self._emit("peer_down", peer=peer, reason=reason)
+
+    def on_peer(self, up: Callable[[str, int], None], down: Callable[[str], None]) -> None:
+        """Call ``up(peer, incarnation)`` when a connection to a peer opens (now, for those already
+        open) and ``down(peer)`` when it closes."""
+        self._peer_hooks.append((up, down))
+        for peer, conn in list(self._conns.items()):
+            up(peer, conn.peer.incarnation)
+
+    # ============================================================ membership
+
+    def attach_membership(self, membership: Any) -> None:
+        """Serve :attr:`members` and :meth:`subscribe_members` from ``membership``
+        (:class:`eco.runtime.cluster.ClusterMembership` does this itself)."""
+        self._membership = membership
+
+    @property
+    def members(self) -> list:
+        """The cluster's members as this node sees them now, sorted by name: ``MemberInfo(name,
+        address, state, incarnation, labels)``.  From the membership driver (gossip and failure
+        detector) when one runs, else from this node's connections (connected: up, lost: down)."""
+        return self._members_source().members
+
+    def subscribe_members(self, callback: Callable[[Any], None] | None = None) -> Any:
+        """``callback(MemberEvent)`` on every member change, returning an unsubscribe function;
+        without a callback, an async iterator of ``MemberEvent`` (a context manager that unsubscribes)."""
+        return self._members_source().subscribe(callback)
+
+    def _members_source(self) -> Any:
+        if self._membership is None:
+            from .cluster import ConnectionMembers  # (imported late: cluster builds on node)
+
+            self._membership = ConnectionMembers(self)
+        return self._membership
 
     def on_node_down(self, hook: Callable[[str], None]) -> None:
         """Call ``hook(node)`` whenever a peer node is lost (after the kernel's DOWN/EXIT signals)."""
