@@ -19,9 +19,11 @@ mode of this script); ping-pong is ``send`` + ``receive`` between processes.
 raw: this process talks to ``bench_raw_peer.py`` over a plain trio socket,
 packing with msgpack and batching writes, decoding with a streaming Unpacker.
 
-Each repeat runs raw then eco, so both see the same machine load; the
-medians over the repeats are reported, with the median of the per-repeat
-ratios.  Prints a table and a one-line JSON summary at the end.
+Each repeat runs raw and eco back to back (alternating which goes first),
+so both see the same machine load; the medians over the repeats are
+reported, with the median of the per-repeat ratios.  The CPU time each side
+spends per one-way message (sender: this process; receiver: the peer, from
+/proc) is reported too: it is much steadier than rates on a shared machine.  Prints a table and a one-line JSON summary at the end.
 Targets: one-way >= 0.8x raw, round trips >= 1.0x raw.
 """
 
@@ -80,6 +82,21 @@ async def _sink(ctx):
             count = 0
 
 
+async def _batch_sink(ctx):
+    # The same as _sink with receive_batch: one await per batch of queued messages,
+    # as the raw receiver handles every frame of a read in one loop.
+    ctx.register("batch_sink")
+    count = 0
+    receive_batch = ctx.receive_batch
+    while True:
+        for msg in await receive_batch():
+            if type(msg) is bytes:
+                count += 1
+            elif type(msg) is dict and "done" in msg:
+                await ctx.send(msg["done"], count)
+                count = 0
+
+
 async def _echo(ctx):
     ctx.register("echo")
     receive, send = ctx.receive, ctx.send
@@ -94,6 +111,7 @@ async def _serve_node() -> None:
     async with kernel, open_tcp_transport(node_transport_config("bench", "server", 1, cookie)) as transport:
         node = Node(kernel, transport)
         await kernel.spawn(_sink)
+        await kernel.spawn(_batch_sink)
         await kernel.spawn(_echo)
         async with trio.open_nursery() as nursery:
             address = await nursery.start(node.serve, "127.0.0.1:0")
@@ -107,6 +125,16 @@ async def _serve_node() -> None:
 # ------------------------------------------------------------------ eco: driving side
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _spawn_peer(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
     assert proc.stdout is not None
@@ -117,7 +145,7 @@ def _spawn_peer(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, 
     return proc, line
 
 
-async def _eco_bench(address: str, cookie: Cookie, messages: int, round_trips: int) -> dict[str, float]:
+async def _eco_bench(address: str, cookie: Cookie, messages: int, round_trips: int, peer_pid: int) -> dict[str, float]:
     kernel = Kernel("client", incarnation=1, mailbox_size=100_000)
     async with kernel, open_tcp_transport(node_transport_config("bench", "client", 1, cookie)) as transport:
         node = Node(kernel, transport)
@@ -136,12 +164,23 @@ async def _eco_bench(address: str, cookie: Cookie, messages: int, round_trips: i
                     await send(sink, PAYLOAD)
                 await send(sink, {"done": ctx.self})
                 await ctx.receive()
-                start = time.perf_counter()
+                start, cpu, peer_cpu = time.perf_counter(), time.process_time(), _cpu_of(peer_pid)
                 for _ in range(messages):
                     await send(sink, PAYLOAD)
                 await send(sink, {"done": ctx.self})
                 got = await ctx.receive()
                 out["one_way"] = messages / (time.perf_counter() - start)
+                out["send_cpu_us"] = (time.process_time() - cpu) / messages * 1e6
+                out["receive_cpu_us"] = (_cpu_of(peer_pid) - peer_cpu) / messages * 1e6
+                assert got == messages, (got, messages)
+                batch_sink = ("server", "batch_sink")
+                start, peer_cpu = time.perf_counter(), _cpu_of(peer_pid)
+                for _ in range(messages):
+                    await send(batch_sink, PAYLOAD)
+                await send(batch_sink, {"done": ctx.self})
+                got = await ctx.receive()
+                out["one_way_batch"] = messages / (time.perf_counter() - start)
+                out["receive_batch_cpu_us"] = (_cpu_of(peer_pid) - peer_cpu) / messages * 1e6
                 assert got == messages, (got, messages)
                 me = ctx.self
                 receive = ctx.receive
@@ -161,7 +200,7 @@ async def _eco_bench(address: str, cookie: Cookie, messages: int, round_trips: i
 # ------------------------------------------------------------------ raw baseline
 
 
-async def _raw_bench(port: int, messages: int, round_trips: int) -> dict[str, float]:
+async def _raw_bench(port: int, messages: int, round_trips: int, peer_pid: int) -> dict[str, float]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     import socket
 
@@ -178,7 +217,7 @@ async def _raw_bench(port: int, messages: int, round_trips: int) -> dict[str, fl
             unpacker.feed(data)
 
     async def one_way(n: int) -> float:
-        start = time.perf_counter()
+        start, cpu, peer_cpu = time.perf_counter(), time.process_time(), _cpu_of(peer_pid)
         buf = bytearray()
         for seq in range(n):
             buf += pack((0, seq, PAYLOAD))
@@ -189,10 +228,14 @@ async def _raw_bench(port: int, messages: int, round_trips: int) -> dict[str, fl
         await stream.send_all(buf)
         reply = await next_reply()
         assert reply[1] == n, reply
+        out["send_cpu_us"] = (time.process_time() - cpu) / n * 1e6
+        out["receive_cpu_us"] = (_cpu_of(peer_pid) - peer_cpu) / n * 1e6
         return n / (time.perf_counter() - start)
 
     await one_way(1000)
     out["one_way"] = await one_way(messages)
+    out["one_way_batch"] = out["one_way"]  # (the raw receiver always handles a read's frames in one loop)
+    out["receive_batch_cpu_us"] = out["receive_cpu_us"]
     start = time.perf_counter()
     for seq in range(round_trips):
         await stream.send_all(pack((1, seq, PAYLOAD)))
@@ -229,27 +272,49 @@ def main() -> None:
     cookie_text = os.urandom(16).hex()
     env = dict(os.environ, **{_COOKIE_ENV: cookie_text})
     runs: dict[str, dict[str, list[float]]] = {"eco": {}, "raw": {}, "ratio": {}}
-    for _ in range(args.repeat):
+    def run_raw() -> dict[str, float]:
         raw_proc, raw_port = _spawn_peer([sys.executable, str(HERE / "bench_raw_peer.py")], env)
         try:
-            raw = trio.run(_raw_bench, int(raw_port), args.messages, args.round_trips)
+            return trio.run(_raw_bench, int(raw_port), args.messages, args.round_trips, raw_proc.pid)
         finally:
             _stop(raw_proc)
+
+    def run_eco() -> dict[str, float]:
         eco_proc, address = _spawn_peer([sys.executable, str(Path(__file__).resolve()), "--serve"], env)
         try:
-            eco = _run_profiled("client", _eco_bench, address, Cookie(cookie_text), args.messages, args.round_trips)
+            return _run_profiled("client", _eco_bench, address, Cookie(cookie_text), args.messages, args.round_trips, eco_proc.pid)
         finally:
             _stop(eco_proc)
+
+    for i in range(args.repeat):
+        # Alternate which goes first, so neither systematically gets the quieter moment.
+        if i % 2 == 0:
+            raw, eco = run_raw(), run_eco()
+        else:
+            eco, raw = run_eco(), run_raw()
         for key in raw:
             runs["raw"].setdefault(key, []).append(raw[key])
             runs["eco"].setdefault(key, []).append(eco[key])
             runs["ratio"].setdefault(key, []).append(eco[key] / raw[key])
-        print(f"run: one-way {eco['one_way']:,.0f} vs {raw['one_way']:,.0f}, round trips {eco['round_trips']:,.0f} vs {raw['round_trips']:,.0f}", file=sys.stderr)
+        print(
+            f"run: one-way {eco['one_way']:,.0f} vs {raw['one_way']:,.0f} "
+            f"(CPU µs/msg sender {eco['send_cpu_us']:.2f} vs {raw['send_cpu_us']:.2f}, "
+            f"receiver {eco['receive_cpu_us']:.2f} vs {raw['receive_cpu_us']:.2f}), "
+            f"one-way with receive_batch {eco['one_way_batch']:,.0f} (receiver CPU {eco['receive_batch_cpu_us']:.2f}), "
+            f"round trips {eco['round_trips']:,.0f} vs {raw['round_trips']:,.0f}",
+            file=sys.stderr,
+        )
     median = {name: {key: statistics.median(values) for key, values in figures.items()} for name, figures in runs.items() if name != "ratio"}
     ratio = {key: statistics.median(values) for key, values in runs["ratio"].items()}
     print(f"{'':14}{'eco node':>14}{'raw socket':>14}{'ratio':>8}{'target':>8}")
-    for key, label, target in (("one_way", "one-way msg/s", 0.8), ("round_trips", "round trips/s", 1.0)):
+    for key, label, target in (
+        ("one_way", "one-way msg/s", 0.8),
+        ("one_way_batch", "  with batch", 0.8),
+        ("round_trips", "round trips/s", 1.0),
+    ):
         print(f"{label:14}{median['eco'][key]:>14,.0f}{median['raw'][key]:>14,.0f}{ratio[key]:>8.2f}{target:>8.1f}")
+    for key, label in (("send_cpu_us", "send CPU µs"), ("receive_cpu_us", "recv CPU µs"), ("receive_batch_cpu_us", "  with batch")):
+        print(f"{label:14}{median['eco'][key]:>14.2f}{median['raw'][key]:>14.2f}{ratio[key]:>8.2f}")
     summary = {
         "bench": "node",
         "messages": args.messages,
@@ -259,9 +324,17 @@ def main() -> None:
         "eco_one_way_per_s": round(median["eco"]["one_way"]),
         "raw_one_way_per_s": round(median["raw"]["one_way"]),
         "one_way_ratio": round(ratio["one_way"], 3),
+        "eco_one_way_batch_per_s": round(median["eco"]["one_way_batch"]),
+        "one_way_batch_ratio": round(ratio["one_way_batch"], 3),
         "eco_round_trips_per_s": round(median["eco"]["round_trips"]),
         "raw_round_trips_per_s": round(median["raw"]["round_trips"]),
         "round_trip_ratio": round(ratio["round_trips"], 3),
+        # CPU per one-way message on each side (µs; steadier than rates on a loaded machine)
+        "eco_send_cpu_us": round(median["eco"]["send_cpu_us"], 3),
+        "raw_send_cpu_us": round(median["raw"]["send_cpu_us"], 3),
+        "eco_receive_cpu_us": round(median["eco"]["receive_cpu_us"], 3),
+        "eco_receive_batch_cpu_us": round(median["eco"]["receive_batch_cpu_us"], 3),
+        "raw_receive_cpu_us": round(median["raw"]["receive_cpu_us"], 3),
     }
     print(json.dumps(summary))
 

@@ -27,7 +27,7 @@ async def _serve(stream: trio.SocketStream) -> None:
     pack = msgpack.Packer().pack
     count = 0
     while True:
-        data = await stream.receive_some(262144)
+        data = await stream.receive_some(65536)  # the eco node's read size
         if not data:
             return
         unpacker.feed(data)

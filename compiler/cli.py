@@ -458,8 +458,10 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, metavar="S", help="stop everything and fail after S seconds")
     p.add_argument("--format", choices=("human", "json"), default="human", help="summary format (default: human)")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour diagnostics")
-    p.add_argument("--chaos", metavar="kill-node[:AFTER[:restart]]",
-                   help="SIGKILL one non-coordinator node AFTER (e.g. 2s) the job starts, optionally restart it")
+    p.add_argument("--chaos", metavar="ACTION",
+                   help="inject a fault AFTER (e.g. 2s) the job starts: kill-node[:AFTER[:restart]] SIGKILLs one "
+                        "non-coordinator node (optionally restarting it); kill-coordinator[:AFTER] SIGKILLs the "
+                        "elected coordinator's node (`leader: consensus`)")
     _add_compile_options(p)
 
 

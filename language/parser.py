@@ -9,11 +9,13 @@ that starting ``ecoc`` costs no grammar analysis.  This module runs those
 tables itself, which is several times faster than ``Lark.parse`` and gives full
 control over error recovery:
 
-* ``_TokenStream`` lexes with one regex built from the grammar's terminals and
-  applies the contextual-lexer rules (a keyword is a keyword only where the
-  parser accepts it, ``a.b:C`` is a module reference only where a value may
-  come), keeps comments for the formatter, tracks bracket nesting, and turns
-  newlines/commas inside ``{ }`` into single ``_SEP`` tokens (see the grammar).
+* Lexing uses one regex built from the grammar's terminals and applies the
+  contextual-lexer rules (a keyword is a keyword only where the parser accepts
+  it, ``a.b:C`` is a module reference only where a value may come), keeps
+  comments for the formatter, tracks bracket nesting, and turns newlines/commas
+  inside ``{ }`` into single ``_SEP`` tokens (see the grammar).  It runs inside
+  ``_Parser.run``, fused with the LALR loop; ``_TokenStream`` holds its state
+  (open brackets, comments) and its rarely used helpers.  Tokens are tuples.
 * ``_Builder`` has one callback per grammar rule that builds ast nodes during
   reductions (no intermediate parse tree).
 * ``_Parser`` runs the LALR automaton.  On a syntax error it reports one
@@ -284,7 +286,7 @@ class _Splice(list):
 
 
 class _TokenStream:
-    """Lexes contextually and post-processes tokens; see the module docstring."""
+    """The lexer's state and its rare paths; the per-token work is in ``_Parser.run``."""
 
     def __init__(self, parser: _Parser):
         self.p = parser
@@ -409,6 +411,12 @@ class _Parser:
         suppress_sep = True  # the last token produced inside `{ }` was a separator or `{`
         carries = False  # inside `carries A, B`: its commas are not separators
         after_comma = False
+        # Mirrors of two attributes, kept in locals because every token reads or writes them:
+        # ``recovering`` is ``self._recovering is not None`` (refreshed after every call that
+        # can change it) and ``fed`` says a token was shifted since ``self._fed_since_error``
+        # was last brought up to date (done before every call that reads or writes it).
+        recovering = self._recovering is not None
+        fed = False
         pos = 0
         while True:
             m = match(text, pos)
@@ -416,7 +424,11 @@ class _Parser:
                 pos = g.ws.match(text, pos).end()
                 if pos >= n:
                     break
+                if fed:
+                    self._fed_since_error = True
+                    fed = False
                 stream._bad_character(pos)
+                recovering = self._recovering is not None
                 pos += 1
                 continue
             typ = m.lastgroup
@@ -492,26 +504,32 @@ class _Parser:
                         elif carries:
                             after_comma = typ == "COMMA"
             # -- the parser
-            if self._recovering is not None:
+            if recovering:
                 tok = self._resync(tok, depth, braces)
+                recovering = self._recovering is not None
                 if tok is None:
                     continue
                 typ = tok[0]
                 if typ not in actions[sstack[-1]]:
                     continue  # a separator that is not needed here: drop it
             elif typ == "$TOO_DEEP":
-                self._fed_since_error = False
+                self._fed_since_error = fed = False
                 self._start_recovery(depth, braces)
+                recovering = self._recovering is not None
                 continue
             while True:
                 act = actions[sstack[-1]].get(typ)
                 if act is None:
+                    if fed:
+                        self._fed_since_error = True
+                        fed = False
                     self._syntax_error(tok, self._expected(), depth, braces)
+                    recovering = self._recovering is not None
                     break
                 if act >= 0:
                     sstack.append(act)
                     vstack.append(tok)
-                    self._fed_since_error = True
+                    fed = True
                     break
                 size, origin, callback = rules[~act]
                 if callback is None:  # a unit rule that only passes its child through
@@ -525,6 +543,8 @@ class _Parser:
                     children = []
                 vstack.append(callback(children))
                 sstack.append(actions[sstack[-1]][origin])
+        if fed:
+            self._fed_since_error = True
         module = self._finish(Tok("$END", "", n, n))
         module.comments = stream.comments
         self.diagnostics.sort(key=Diagnostic.sort_key)
@@ -885,7 +905,7 @@ class _Builder:
 
     def r_type(self, c):
         args = [x for x in c[1:] if isinstance(x, ast.TypeExpr)]
-        optional = isinstance(c[-1], _Tok) and c[-1].type == "QMARK"
+        optional = type(c[-1]) is _Tok and c[-1][0] == "QMARK"
         return ast.TypeExpr(self.span(c[0], c[-1]), c[0], args, optional)
 
     # -- bodies and items
@@ -927,10 +947,10 @@ class _Builder:
 
     def r_when_rule(self, c):
         # WHEN name CMP term [FOR term] COLON IDENT [term]
-        metric, op, threshold = c[1], c[2].value, self.term(c[3])
+        metric, op, threshold = c[1], c[2][1], self.term(c[3])
         i = 4
         window = None
-        if c[i].type == "FOR":
+        if c[i][0] == "FOR":
             window = self.term(c[i + 1])
             i += 2
         action = self.ident(c[i + 1])
@@ -966,11 +986,10 @@ class _Builder:
         return _Name(_Span(self.src, first[2], c[-1][3]), parts)
 
     def r_string(self, c):
-        tok = c[0]
-        start = tok.start_pos
-        value, problems = decode_string(tok.value)
-        span = Span(self.src, start, tok.end_pos)
-        if tok.type == "BAD_STRING":
+        typ, text, start, end = c[0]
+        value, problems = decode_string(text)
+        span = Span(self.src, start, end)
+        if typ == "BAD_STRING":
             self.report(
                 error(codes.UNTERMINATED_STRING, "unterminated string", span,
                       label="this string is never closed", help='add the closing `"` before the end of the line',
@@ -1002,8 +1021,8 @@ class _Builder:
         if kind == "float":
             return ast.Float(span, value.value)
         if kind == "duration":
-            return ast.Duration(span, value.value, tok.value)
-        return ast.Size(span, value.value, tok.value)
+            return ast.Duration(span, value.value, tok[1])
+        return ast.Size(span, value.value, tok[1])
 
 
 _NUMBERS: dict[str, tuple] = {}  # number text -> decode_number(text)
@@ -1018,7 +1037,7 @@ _DECL_TYPES = (ast.ImportDecl, ast.ClusterDecl, ast.MessageDecl, ast.ChannelDecl
 
 
 def _is_punct(x) -> bool:
-    return isinstance(x, _Tok) and x.type in ("COMMA", "LSQB", "RSQB", "LPAR", "RPAR")
+    return type(x) is _Tok and x[0] in ("COMMA", "LSQB", "RSQB", "LPAR", "RPAR")
 
 
 def _splice(children):

@@ -21,8 +21,14 @@ links exist is chosen by ``topology``:
 * ``client_server``: servers (the topology's ``servers``, else the seeds, else
   the first node) dial each other; clients dial servers only.  SWIM needs
   any-to-any probes, so a ``client_server`` cluster always runs the phi core;
-* ``hyparview``: treated as ``full_mesh`` by this driver (see docs/membership.md,
-  known gaps).
+* ``hyparview``: :class:`~eco.runtime.overlay.OverlayMembership` (HyParView
+  active/passive views, Plumtree broadcast of member records and of
+  :meth:`ClusterMembership.broadcast` payloads).  The driver opens connections
+  on demand (``Node.connect``, no redial) for the messages the overlay sends;
+  only active-view links are kept: a link it opened to a peer outside the active
+  view is closed once idle for ``TEMPORARY_LINK_IDLE`` seconds.  The failure
+  detector's settings give the suspicion timeout; detection is the overlay's
+  (a neighbour whose link is lost or cannot be opened).
 
 Core messages travel on the node's peer connections as ``MEMBERSHIP``
 envelopes (channel ``"membership"``) whose payload is :func:`encode_message`.
@@ -48,9 +54,9 @@ from typing import Any
 
 import trio
 
-from eco.plan.models import Cluster, SwimDetector
+from eco.plan.models import Cluster, PhiDetector, SwimDetector
 
-from . import broadcast, hyparview, mesh, swim
+from . import broadcast, hyparview, mesh, overlay, swim
 from .membership import Member, MemberEvent, MemberList, MemberState, Send, SetTimer
 from .wire import Envelope, Kind
 
@@ -68,6 +74,8 @@ __all__ = [
 log = logging.getLogger("eco.runtime.cluster")
 
 MEMBERSHIP_CHANNEL = "membership"
+TEMPORARY_LINK_IDLE = 1.0
+"""Seconds a hyparview link outside the active view may stay idle before the driver closes it."""
 TOOL_PREFIX = "ecoc-"
 """Peers named like this are tools (``ecoc status``), never members."""
 EVENT_RING = 200
@@ -267,6 +275,7 @@ _MESSAGES: dict[str, type] = {
                      hyparview.NeighborReply, hyparview.Disconnect, hyparview.Shuffle, hyparview.ShuffleReply,
                      hyparview.KeepAlive)),
         (broadcast, (broadcast.Gossip, broadcast.IHave, broadcast.Graft, broadcast.Prune)),
+        (overlay, (overlay.OverlayDigest,)),
     )
     for cls in classes
 }
@@ -334,15 +343,39 @@ def _decode(value: Any, addresses: dict[str, str] | None) -> Any:
 
 
 class _SwimOverLinks(swim.SwimNode):
-    """SWIM whose join contacts are the node's connections rather than names known in advance."""
+    """SWIM whose join contacts are the node's connections rather than names known in advance.
+
+    A link lost for longer than a quarter probe interval counts as a failed probe: the peer
+    becomes suspect at once (it refutes if it is alive), instead of at its next probe round.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._links_now: set[str] = set()
 
     def link_up(self, now: float, peer: str) -> list:
+        self._links_now.add(peer)
         if self._stopped:
             return []
         return [Send(peer, swim.Sync(self._snapshot()))]
 
     def link_down(self, now: float, peer: str) -> list:
-        return []
+        self._links_now.discard(peer)
+        member = self.members.get(peer)
+        if self._stopped or member is None or member.state != MemberState.UP:
+            return []
+        return [SetTimer(("link_lost", peer, member.incarnation), now + self.config.probe_interval / 4)]
+
+    def timer(self, now: float, key: Hashable) -> list:
+        if key[0] != "link_lost":  # type: ignore[index]
+            return super().timer(now, key)
+        _, name, incarnation = key  # type: ignore[misc]
+        current = self.members.get(name)
+        out: list = []
+        if not self._stopped and name not in self._links_now and current is not None \
+                and current.state == MemberState.UP and current.incarnation == incarnation:
+            self._apply(now, dataclasses.replace(current, state=MemberState.SUSPECT), out)
+        return out
 
 
 class ClusterMembership:
@@ -374,8 +407,18 @@ class ClusterMembership:
         detector = cluster.failure_detector
         self.topology = topology
         self.servers = self._servers()
-        if isinstance(detector, SwimDetector) and topology != "client_server":
-            self.core: Any = _SwimOverLinks(self.name, detector, rng=self.rng, labels=self.labels, incarnation=node.incarnation)
+        if topology == "hyparview":
+            if isinstance(detector, SwimDetector):
+                suspicion, grace = detector.suspicion_timeout, detector.probe_interval / 4
+            else:
+                phi = detector if isinstance(detector, PhiDetector) else PhiDetector()
+                suspicion, grace = max(phi.acceptable_pause, phi.heartbeat), phi.heartbeat / 4
+            self.core: Any = overlay.OverlayMembership(
+                self.name, cluster.topology, rng=self.rng, contacts=self._contacts(), labels=self.labels,  # type: ignore[arg-type]
+                incarnation=node.incarnation, suspicion_timeout=suspicion, link_grace=grace)
+            self.detector = "hyparview"
+        elif isinstance(detector, SwimDetector) and topology != "client_server":
+            self.core = _SwimOverLinks(self.name, detector, rng=self.rng, labels=self.labels, incarnation=node.incarnation)
             self.detector = "swim"
         else:
             phi = detector if detector.kind == "phi" else None
@@ -390,6 +433,11 @@ class ClusterMembership:
         self._started = False
         self._left = False
         self._links: set[str] = set()
+        # hyparview: messages waiting for a connection, links this driver opened, last traffic per peer
+        self._outbox: dict[str, list[Any]] = {}
+        self._opened: set[str] = set()
+        self._traffic: dict[str, float] = {}
+        self._broadcasts = _Subscribers()
         node.handle(Kind.MEMBERSHIP, self._on_envelope)
         attach = getattr(node, "attach_membership", None)
         if attach is not None:
@@ -418,6 +466,28 @@ class ClusterMembership:
         Without: a :class:`MemberSubscription` (async iterator, context manager)."""
         return self._subscribers.subscribe(callback)
 
+    @property
+    def manages_links(self) -> bool:
+        """True when this driver opens and closes the node's peer links itself (``hyparview``):
+        then ``node.serve`` should get no ``join`` addresses (they are the overlay's contacts)."""
+        return self.topology == "hyparview"
+
+    @property
+    def neighbors(self) -> set[str]:
+        """The overlay neighbours (``hyparview``), else every linked peer."""
+        return self.core.neighbors() if self.manages_links else set(self._links)
+
+    def broadcast(self, payload: Any) -> None:
+        """Deliver ``payload`` (msgpack-able data) once to every node's broadcast subscribers
+        (``hyparview``: over the Plumtree; other topologies: not supported, raises)."""
+        if not self.manages_links:
+            raise RuntimeError(f"broadcast needs topology hyparview (this cluster uses {self.topology})")
+        self._apply(self.core.broadcast(self._now(), payload))
+
+    def subscribe_broadcasts(self, callback: Callable[[str, Any], None]) -> Callable[[], None]:
+        """``callback(origin, payload)`` for every broadcast delivered here (this node's own included)."""
+        return self._broadcasts.subscribe(lambda d: callback(d.id[0], d.payload))
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the core until cancelled; start after ``node.serve`` is listening."""
         if self.node.address is None:
@@ -429,6 +499,8 @@ class ClusterMembership:
         watch_links(self.node, self._link_up, self._link_down)
         for address in self._initial_dials():
             self._dial(address)
+        if self.manages_links:
+            self._push_timer(self._now() + TEMPORARY_LINK_IDLE, ("_sweep",))
         task_status.started()
         try:
             await self._run_timers()
@@ -468,7 +540,15 @@ class ClusterMembership:
             return name in self.servers or self.name in self.servers
         return True
 
+    def _contacts(self) -> list[str]:
+        """hyparview: the names to join through (the ``join`` addresses' nodes, else the seeds)."""
+        by_address = {address: name for name, address in self.addresses.items()}
+        named = [by_address.get(a, a) for a in self._join]
+        return [n for n in dict.fromkeys(named or list(self.cluster.seeds)) if n != self.name]
+
     def _initial_dials(self) -> list[str]:
+        if self.manages_links:
+            return []  # the overlay's Join opens the first link
         wanted: list[str] = []
         if self.topology == "static":
             names = [n.name for n in self.cluster.nodes]
@@ -493,6 +573,8 @@ class ClusterMembership:
             self._dialling.discard(address)
 
     def _maybe_dial(self, name: str) -> None:
+        if self.manages_links:
+            return  # links follow the overlay's messages (see _send)
         if name in self._links or self._left or self.node.is_connected(name) or not self._may_link(name):
             return
         # When both sides dial, the Node keeps the connection dialled by the smaller name and drops
@@ -513,11 +595,14 @@ class ClusterMembership:
         self._record("link_up", node=peer, incarnation=incarnation)
         if self._started and not self._left:
             self._apply(self.core.link_up(self._now(), peer))
+        for msg in self._outbox.pop(peer, ()):
+            self._send(peer, msg)
 
     def _link_down(self, peer: str) -> None:
         if peer.startswith(TOOL_PREFIX):
             return
         self._links.discard(peer)
+        self._opened.discard(peer)
         self._record("link_down", node=peer)
         if self._started:
             self._apply(self.core.link_down(self._now(), peer))
@@ -535,6 +620,7 @@ class ClusterMembership:
         except CodecError as exc:
             log.warning("node %s: dropping a malformed membership message from %s: %s", self.name, conn.peer.node, exc)
             return
+        self._traffic[conn.peer.node] = self._now()
         self._apply(self.core.receive(self._now(), conn.peer.node, msg))
 
     def _apply(self, effects: Iterable[Any]) -> None:
@@ -549,11 +635,19 @@ class ClusterMembership:
                     self._wake.set()  # the new timer is the earliest: re-arm the wait
             elif kind is MemberEvent:
                 self._member_event(effect)
+            elif kind is broadcast.Deliver:
+                self._broadcasts.notify(effect)
+            elif kind is hyparview.NeighborUp or kind is hyparview.NeighborDown:
+                self._record("neighbor_up" if kind is hyparview.NeighborUp else "neighbor_down", node=effect.peer)
 
     def _send(self, to: str, msg: Any) -> None:
         if not self.node.is_connected(to):
-            self._maybe_dial(to)
+            if self.manages_links:
+                self._send_later(to, msg)
+            else:
+                self._maybe_dial(to)
             return
+        self._traffic[to] = self._now()
         payload = encode_message(msg, self.addresses)
         self.node.send_envelope(to, Envelope(Kind.MEMBERSHIP, MEMBERSHIP_CHANNEL, None, None, 0, payload))
 
@@ -569,11 +663,51 @@ class ClusterMembership:
             self._maybe_dial(member.name)
         self._subscribers.notify(event)
 
+    def _send_later(self, to: str, msg: Any) -> None:
+        """hyparview: queue ``msg`` and open a connection to ``to`` (once) if none is being opened."""
+        queue = self._outbox.setdefault(to, [])
+        queue.append(msg)
+        if len(queue) > 1 or self._left:
+            return
+        address = self.addresses.get(to)
+        if address is None:
+            self._connect_failed(to)
+            return
+        self._opened.add(to)
+        try:
+            self.node.connect(address, on_failed=lambda exc: self._connect_failed(to))
+        except RuntimeError:  # the node stopped serving
+            self._outbox.pop(to, None)
+
+    def _connect_failed(self, peer: str) -> None:
+        self._outbox.pop(peer, None)
+        self._opened.discard(peer)
+        if self._started and not self._left:
+            self._apply(self.core.connect_failed(self._now(), peer))
+
+    def _sweep(self, now: float) -> None:
+        """hyparview: close the links this driver opened to peers outside the active view, once idle."""
+        keep = self.core.wanted_links()
+        for peer in sorted(self._opened - keep):
+            if now - self._traffic.get(peer, 0.0) >= TEMPORARY_LINK_IDLE and peer not in self._outbox:
+                self._opened.discard(peer)
+                self.node.disconnect(peer, "not an overlay neighbour")
+        self._push_timer(now + TEMPORARY_LINK_IDLE / 2, ("_sweep",))
+
+    def _push_timer(self, at: float, key: Hashable) -> None:
+        seq = next(self._timer_seq)
+        heapq.heappush(self._timers, (at, seq, key))
+        if self._timers[0][1] == seq:
+            self._wake.set()
+
     async def _run_timers(self) -> None:
         while True:
             now = self._now()
             while self._timers and self._timers[0][0] <= now:
                 _, _, key = heapq.heappop(self._timers)
+                if key == ("_sweep",):
+                    self._sweep(now)
+                    continue
                 self._apply(self.core.timer(now, key))
             self._wake = trio.Event()
             if self._timers:

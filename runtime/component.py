@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import trio
 
-from .consensus import TermWork
+from .consensus import Fenced, TermWork
 from .errors import ComponentLoadError, EcoRuntimeError
 from .pid import PID, Ref
 from .process import Context
@@ -91,8 +91,11 @@ async def _run_component(cls: type[Worker], args: tuple[Any, ...], ctx: Context,
         component.__dict__.update(attrs)  # runtime-provided attributes (a coordinator's term and state)
     component._prepare()
     ctx.trap_exit = cls.trap_exit
-    await component._setup()
-    await component.init(ctx)
+    try:
+        await component._setup()
+        await component.init(ctx)
+    except Fenced as exc:
+        raise ProcessExit(_deposed(exc)) from None
     kernel = ctx.kernel
     kernel.notify_started(ctx)
     unwinding: BaseException | None = None
@@ -108,6 +111,10 @@ async def _run_component(cls: type[Worker], args: tuple[Any, ...], ctx: Context,
                 raise ProcessExit(msg.reason)  # a trapping component still obeys its parent
             else:
                 await component._dispatch(msg)
+    except Fenced as exc:
+        # A coordinator whose term no longer leads stops quietly: expected under `leader: consensus`.
+        unwinding = ProcessExit(_deposed(exc))
+        raise unwinding from None
     except BaseException as exc:
         unwinding = exc
         raise
@@ -115,6 +122,10 @@ async def _run_component(cls: type[Worker], args: tuple[Any, ...], ctx: Context,
         reason = kernel.exit_reason_for(ctx, unwinding)
         with kernel.grace(ctx):
             await component.terminate(reason)
+
+
+def _deposed(exc: Fenced) -> Reason:
+    return Reason("shutdown", f"deposed: {exc}")
 
 
 class WorkerStarted:

@@ -22,13 +22,15 @@ from typing import Any
 
 import trio
 
+from .checkpoint import CheckpointError
 from .consensus import ConsensusGroup, Fenced, RaftRouter, candidate_nodes
 from .coordinator_state import Checkpointer, ReplicatedState
 from .errors import EcoRuntimeError
 from .raft_driver import RaftError
 from .signals import Down, Reason
 
-__all__ = ["Takeover", "run_elected_ecosystem", "generation_base", "DATA_DIR_ENV", "OUTCOME_KEY"]
+__all__ = ["Takeover", "run_elected_ecosystem", "generation_base", "resolve_checkpoint_url", "DATA_DIR_ENV",
+           "OUTCOME_KEY"]
 
 log = logging.getLogger("eco.runtime.consensus")
 
@@ -77,6 +79,21 @@ def data_dir_for(service: Any) -> Path | None:
     return Path(env) / service.node.name if env else None
 
 
+def resolve_checkpoint_url(url: str) -> str:
+    """``url`` with a relative path (``sqlite://rel/x.db``, ``file://rel/dir``) made absolute.
+
+    Relative paths are relative to ``$ECO_DATA_DIR`` when it is set (``ecoc run`` sets
+    it to the run's state directory, so runs never share checkpoints), else to the
+    working directory.  Every node of a run resolves it to the same place, so a
+    coordinator that takes over on another node finds the checkpoints.
+    """
+    scheme, sep, rest = url.partition("://")
+    root = os.environ.get(DATA_DIR_ENV, "").strip()
+    if not sep or not rest or rest.startswith("/") or not root:
+        return url
+    return f"{scheme}://{Path(root).resolve() / rest}"
+
+
 def router_for(service: Any) -> RaftRouter:
     router = getattr(service, "_raft_router", None)
     if router is None:
@@ -95,7 +112,12 @@ async def run_elected_ecosystem(service: Any, eco: Any, host_main: Any, *,
     group = ConsensusGroup(eco.name, node.name, members, router_for(service), data_dir=data_dir_for(service))
     checkpointer = None
     if eco.state.checkpoint is not None:
-        checkpointer = Checkpointer(eco.state.checkpoint.url, eco.name, eco.state.checkpoint.every)
+        try:
+            checkpointer = Checkpointer(resolve_checkpoint_url(eco.state.checkpoint.url), eco.name,
+                                        eco.state.checkpoint.every)
+        except CheckpointError as exc:
+            service.report("failed", ecosystem=eco.name, reason=f"ecosystem {eco.name}: {exc}")
+            return
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(group.run)

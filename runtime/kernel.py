@@ -92,6 +92,10 @@ class RemoteRouter(Protocol):
     def cast_remote(self, dest: PID | tuple[str, str], msg: Any, *, sender: PID | None) -> None:
         """Deliver ``msg`` without waiting."""
 
+    # Optional: ``send_remote_nowait(dest, msg) -> bool``, the fast path of ``send_remote``.
+    # True means done (sent, or dropped as ``send_remote`` would); False means the kernel
+    # must ``await send_remote(...)`` instead (flow control, or a case it does not cover).
+
     def monitor_remote(self, watcher: PID, target: PID | tuple[str, str], ref: Ref) -> None:
         """Ask the target's node to call ``kernel.monitor_from_remote(watcher, target, ref)``."""
 
@@ -165,6 +169,7 @@ class Kernel:
         self._refs = 0
         self._ops = 0
         self._router: RemoteRouter | None = None
+        self._send_remote_nowait: Callable[[Any, Any], bool] | None = None  # the router's optional fast path
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
         self._tasks = 0  # live processes that have a task (inboxes excluded)
@@ -527,8 +532,13 @@ class Kernel:
         await self._send(_current.get(), dest, msg)
 
     async def _send(self, sender: Context | None, dest: Dest, msg: Any) -> None:
-        if self._is_remote(dest):
-            node = dest.node if type(dest) is PID else dest[0]  # type: ignore[union-attr,index]
+        t = type(dest)
+        if (t is PID and dest.node != self.node) or (t is tuple and dest[0] != self.node):  # type: ignore[union-attr,index]
+            # Remote: without waiting when the router can (the usual case), else its coroutine.
+            nowait = self._send_remote_nowait
+            if nowait is not None and nowait(dest, msg):
+                return
+            node = dest.node if t is PID else dest[0]  # type: ignore[union-attr,index]
             await self._route(node).send_remote(dest, msg, sender=sender.pid if sender else None)  # type: ignore[arg-type]
             return
         ctx = self._resolve(dest)
@@ -582,17 +592,50 @@ class Kernel:
         return await self._receive(_current.get(), timeout, match)
 
     async def _receive(self, ctx: Context | None, timeout: float | None, match: Callable[[Any], bool] | None) -> Any:
-        ctx = self._owner(ctx, "receive")
+        if ctx is None or ctx._task is not current_task():
+            ctx = self._owner(ctx, "receive")  # raises
         mb = ctx.mailbox
+        items = mb._items
+        if items:
+            self._ops += 1
+            if not self._ops & _TICK_MASK:
+                await trio.lowlevel.checkpoint()
+            if match is None and items:  # the hot path, without Mailbox.get's coroutine
+                mb._popped += 1
+                msg = items.popleft()
+                if mb._senders:
+                    mb._space_freed()
+                return msg
         if timeout is None:
-            if mb._items:
-                self._ops += 1
-                if not self._ops & _TICK_MASK:
-                    await trio.lowlevel.checkpoint()
             return await mb.get(match)
         with trio.move_on_after(timeout):
             return await mb.get(match)
         raise ReceiveTimeout(timeout)
+
+    async def receive_batch(self, max_items: int | None = None, timeout: float | None = None) -> list[Any]:
+        """Inside a process: wait for at least one message, then take every queued one
+        (at most ``max_items``), oldest first.  :class:`ReceiveTimeout` after ``timeout``."""
+        return await self._receive_batch(_current.get(), max_items, timeout)
+
+    async def _receive_batch(self, ctx: Context | None, max_items: int | None, timeout: float | None) -> list[Any]:
+        if ctx is None or ctx._task is not current_task():
+            ctx = self._owner(ctx, "receive_batch")  # raises
+        if max_items is not None and max_items < 1:
+            raise ValueError(f"max_items must be at least 1, not {max_items}")
+        mb = ctx.mailbox
+        if mb._items:
+            self._ops += 1
+            if not self._ops & _TICK_MASK:
+                await trio.lowlevel.checkpoint()
+        if not mb._items:
+            if timeout is None:
+                await mb.wait_nonempty()
+            else:
+                with trio.move_on_after(timeout):
+                    await mb.wait_nonempty()
+                if not mb._items:
+                    raise ReceiveTimeout(timeout)
+        return mb.take_batch(max_items)
 
     # ================================================================ calls
 
@@ -847,6 +890,7 @@ class Kernel:
     def set_router(self, router: RemoteRouter | None) -> None:
         """Install the node layer's :class:`RemoteRouter` (None: local only)."""
         self._router = router
+        self._send_remote_nowait = getattr(router, "send_remote_nowait", None)
 
     def node_down(self, node: str) -> None:
         """The connection to ``node`` is lost: fire every monitor and link that crosses to it.

@@ -17,6 +17,12 @@ The launcher
    grace period.  Nodes also exit by themselves when the launcher dies (their
    stdin pipe reaches EOF), so no process is ever left behind.
 
+Each node gets ``ECO_DATA_DIR=<state-dir>/data`` (emptied when a run starts):
+its Raft logs for ``leader: consensus`` ecosystems go to ``data/<node>/`` and
+relative checkpoint URLs resolve under ``data/``.  A ``leader: consensus``
+ecosystem's coordinator runs on whichever node was last ``elected``; losing
+that node is not fatal: another node is elected and takes over.
+
 Exit status: 0 when every ecosystem completed, 1 when a job failed, a node
 died or the timeout passed, 130 after Ctrl-C.
 """
@@ -42,6 +48,8 @@ import trio
 from eco.plan import Cluster, NodeSpec, Plan, Secret, Security, save_plan
 
 from .chaos import ChaosPlan, parse_chaos
+from .consensus import consensus_enabled
+from .ecosystem_leader import DATA_DIR_ENV
 from .node_report import LineSplitter
 from .progress import ProgressView
 
@@ -58,7 +66,7 @@ class RunOptions:
     python_path: list[str] = field(default_factory=list)
     grace: float = 5.0  # seconds between SIGTERM and SIGKILL
     host: str = "127.0.0.1"
-    chaos: str | None = None  # kill-node[:AFTER[:restart]] (see eco.runtime.chaos)
+    chaos: str | None = None  # kill-node[:AFTER[:restart]] | kill-coordinator[:AFTER] (see eco.runtime.chaos)
 
 
 class LaunchError(Exception):
@@ -152,11 +160,23 @@ class _ChaosState:
     restarted: bool = False
     rejoined_at: float | None = None
     note: str | None = None
+    elected_at: float | None = None  # kill-coordinator: another node reported `elected`
+    elected: str | None = None  # ... that node
+    term: int | None = None  # ... and its term
 
     def summary(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"action": self.plan.action, "node": self.victim, "after": self.plan.after}
         if self.killed_at is None:
             doc["note"] = self.note or "the job finished before the node was killed"
+            return doc
+        if self.plan.action == "kill-coordinator":
+            # failover: kill -> a new coordinator is active; takeover: ... and its workers run.
+            doc["new_coordinator_node"] = self.elected
+            doc["term"] = self.term
+            doc["failover_seconds"] = None if self.elected_at is None else round(self.elected_at - self.killed_at, 4)
+            doc["takeover_seconds"] = None if self.recovered_at is None else round(self.recovered_at - self.killed_at, 4)
+            if self.note:
+                doc["note"] = self.note
             return doc
         doc["workers_moved"] = self.moved
         doc["recovery_seconds"] = None if self.recovered_at is None else round(self.recovered_at - self.killed_at, 4)
@@ -199,14 +219,26 @@ class Launcher:
                 chaos = parse_chaos(options.chaos)
             except ValueError as exc:
                 raise LaunchError(str(exc)) from None
-            if len(self.nodes) < 2:
+            if chaos.action == "kill-coordinator":
+                if not any(consensus_enabled(e) for e in self.plan.ecosystems):
+                    raise LaunchError("--chaos kill-coordinator needs an ecosystem with `state { leader: consensus }`: "
+                                      "without it the coordinators cannot move to another node")
+                if len(self.nodes) < 3:
+                    raise LaunchError("--chaos kill-coordinator needs at least 3 nodes: after the kill, "
+                                      "a majority must remain to elect a new coordinator")
+            elif len(self.nodes) < 2:
                 raise LaunchError("--chaos kill-node needs at least 2 nodes: the first one hosts the coordinators")
             self.chaos = _ChaosState(chaos)
+        self._elected: dict[str, tuple[str, int]] = {}  # consensus ecosystem -> (node, term) last elected
+        self._elected_event = trio.Event()
+        self._classic = [e.name for e in self.plan.ecosystems if not consensus_enabled(e)]
 
     # ------------------------------------------------------------ main flow
 
     async def run(self) -> int:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # A run is a new job: consensus logs and checkpoints of an earlier run in this state dir are dropped.
+        shutil.rmtree(self.state_dir / "data", ignore_errors=True)
         plan_path = self.state_dir / "plan.json"
         save_plan(self.plan, plan_path)
         env = self._node_env()
@@ -242,6 +274,7 @@ class Launcher:
         if extra:
             env["PYTHONPATH"] = os.pathsep.join(extra)
         env["PYTHONUNBUFFERED"] = "1"
+        env[DATA_DIR_ENV] = str((self.state_dir / "data").resolve())
         return env
 
     async def _run_node(self, node: _NodeProc, plan_path: Path, joins: list[str], env: dict, task_status=trio.TASK_STATUS_IGNORED):
@@ -267,7 +300,10 @@ class Launcher:
             self._status(f"chaos: node {node.name} is gone ({describe_exit(node.returncode)})")
             return
         msg = f"node {node.name} (pid {node.proc.pid}) died unexpectedly: {describe_exit(node.returncode)}"
-        if node.name != self.home:
+        if node.name != self.home or not self._classic:
+            if any(n == node.name for n, _ in self._elected.values()):
+                self._status(f"{msg}; it hosted an elected coordinator: another node takes over")
+                return
             # Its workers are re-spawned elsewhere by the coordinators' node; the run goes on.
             self._status(f"{msg}; its workers are re-spawned on the other nodes")
             return
@@ -280,6 +316,10 @@ class Launcher:
     # ---------------------------------------------------------------- chaos
 
     def _pick_victim(self) -> _NodeProc:
+        if self.chaos is not None and self.chaos.plan.action == "kill-coordinator":
+            running = [n for name, (n, _) in self._elected.items() if self.ecosystems[name].status == "running"]
+            target = running[-1] if running else next(iter(self._elected.values()))[0]
+            return next(n for n in self.nodes if n.name == target)
         # The last node that runs workers (never the home node, which hosts the coordinators).
         used = {n for e in self.ecosystems.values() for n in e.placement.values()}
         others = [n for n in self.nodes if n.name != self.home]
@@ -290,6 +330,8 @@ class Launcher:
         chaos = self.chaos
         assert chaos is not None
         await self._job_started.wait()
+        if chaos.plan.action == "kill-coordinator":
+            await self._elected_event.wait()
         await trio.sleep(chaos.plan.after)
         if self._finished.is_set():
             return
@@ -301,6 +343,13 @@ class Launcher:
         victim.chaos_victim = True
         chaos.killed_at = time.monotonic()
         self._signal(victim, signal.SIGKILL)
+        if chaos.plan.action == "kill-coordinator":
+            chaos.waiting = {name for name, (n, _) in self._elected.items()
+                             if n == victim.name and self.ecosystems[name].status == "running"}
+            self._status(f"chaos: SIGKILL node {victim.name} (pid {victim.proc.pid}), the active coordinator's node")
+            if not chaos.waiting:
+                chaos.note = "no job was running on the coordinator's node any more"
+            return
         self._status(f"chaos: SIGKILL node {victim.name} (pid {victim.proc.pid}), running {chaos.moved} worker(s)")
         if not chaos.waiting:
             chaos.recovered_at = chaos.killed_at
@@ -409,14 +458,37 @@ class Launcher:
                         self._recovered.set()
         elif kind == "peer_down" and not self._shutting_down:
             self._status(f"node {node.name} lost its connection to {ev.get('peer')}: {ev.get('reason')}")
+        elif kind == "elected":
+            eco = self.ecosystems.get(ev.get("ecosystem"))
+            if eco is not None and type(ev.get("term")) is int:
+                self._elected[eco.name] = (node.name, ev["term"])
+                self._elected_event.set()
+                self._status(f"ecosystem {eco.name}: node {node.name} is elected to host the coordinator (term {ev['term']})")
+                chaos = self.chaos
+                if (chaos is not None and chaos.killed_at is not None and node.name != chaos.victim
+                        and eco.name in chaos.waiting and chaos.elected_at is None):
+                    chaos.elected_at, chaos.elected, chaos.term = time.monotonic(), node.name, ev["term"]
+                    self._status(f"chaos: node {node.name} elected {chaos.elected_at - chaos.killed_at:.3f}s after SIGKILL")
+        elif kind == "deposed" and not self._shutting_down:
+            self._status(f"ecosystem {ev.get('ecosystem')}: node {node.name} lost the lead (term {ev.get('term')}); "
+                         f"its coordinator stopped")
         elif kind == "started":
             eco = self.ecosystems.get(ev.get("ecosystem"))
-            if eco is not None:
+            if eco is not None and eco.status not in ("complete", "failed"):
                 eco.status = "running"
                 if isinstance(ev.get("placement"), dict):
                     eco.placement = {str(k): str(v) for k, v in ev["placement"].items()}
                 self._job_started.set()
                 self._status(f"ecosystem {eco.name} started: {ev.get('workers')} worker(s) on {len(self.nodes)} node(s)")
+                chaos = self.chaos
+                if (chaos is not None and chaos.plan.action == "kill-coordinator" and chaos.killed_at is not None
+                        and node.name != chaos.victim and eco.name in chaos.waiting):
+                    chaos.waiting.discard(eco.name)
+                    if not chaos.waiting and chaos.recovered_at is None:
+                        chaos.recovered_at = time.monotonic()
+                        self._status(f"chaos: the new coordinator on {node.name} runs its workers "
+                                     f"{chaos.recovered_at - chaos.killed_at:.3f}s after SIGKILL")
+                        self._recovered.set()
         elif kind == "progress":
             eco = self.ecosystems.get(ev.get("ecosystem"))
             if eco is not None and isinstance(ev.get("done"), int):
@@ -537,6 +609,14 @@ def render_summary(ecosystems, node_count: int, elapsed: float) -> str:
 
 def render_chaos(doc: dict[str, Any]) -> str:
     """One line about the injected fault and the recovery."""
+    if doc["action"] == "kill-coordinator" and "failover_seconds" in doc:
+        line = f"chaos: SIGKILL node {doc['node']} (the active coordinator's) after {doc['after']:g}s; "
+        if doc["failover_seconds"] is None:
+            return line + f"no other node took over ({doc.get('note') or 'the job ended first'})\n"
+        line += f"node {doc['new_coordinator_node']} elected {doc['failover_seconds']:.3f}s later (term {doc['term']})"
+        if doc["takeover_seconds"] is not None:
+            line += f", its workers ran {doc['takeover_seconds']:.3f}s after the kill"
+        return line + "\n"
     if doc.get("recovery_seconds", "absent") == "absent":
         return f"chaos: {doc['action']} did not happen: {doc.get('note')}\n"
     line = f"chaos: SIGKILL node {doc['node']} after {doc['after']:g}s; "

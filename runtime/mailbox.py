@@ -121,6 +121,26 @@ class Mailbox:
             return True, self._take(found)
         return False, None
 
+    def take_batch(self, max_items: int | None = None) -> list[Any]:
+        """Remove and return the queued messages, oldest first (at most ``max_items``; may be empty)."""
+        items = self._items
+        if max_items is None or max_items >= len(items):
+            batch = list(items)
+            items.clear()
+        else:
+            popleft = items.popleft
+            batch = [popleft() for _ in range(max_items)]
+        self._popped += len(batch)
+        if self._senders:
+            for _ in range(len(batch)):
+                self._space_freed()
+        return batch
+
+    async def wait_nonempty(self) -> None:
+        """Wait until at least one message is queued (returns at once if one is)."""
+        while not self._items:
+            await self._park()
+
     async def get(self, match: Callable[[Any], bool] | None = None) -> Any:
         """Wait for the first message (satisfying ``match``), remove and return it."""
         items = self._items

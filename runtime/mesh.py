@@ -9,7 +9,12 @@ peer; the driver reports ``link_up`` / ``link_down``.
   (:class:`~eco.runtime.phi.PhiRegistry`).
 * When phi for a peer crosses the threshold the peer becomes *suspect*; if it
   does not refute within ``suspicion_timeout`` (the detector's
-  ``acceptable_pause``, at least one heartbeat) it is *down*.  A node hearing
+  ``acceptable_pause``, at least one heartbeat) it is *down*.  A lost link is
+  a faster hint: if it is not back within ``link_grace`` (a quarter
+  heartbeat; this absorbs a connection replaced by a newer one) the peer
+  becomes suspect at once, without waiting for phi.  A peer that is alive
+  hears the suspicion (gossip, or the digest of the redialled link) and
+  refutes it; a killed process cannot.  A node hearing
   that it is suspect or down refutes with a higher incarnation (the
   :class:`~eco.runtime.membership.MemberList` rules), as in SWIM.
 * Changes spread as :class:`Rumor` messages with bounded fanout
@@ -83,6 +88,7 @@ class MeshMembership:
         self.links: set[str] = set()
         self.anti_entropy_interval = anti_entropy_interval
         self.suspicion_timeout = max(self.config.acceptable_pause, self.config.heartbeat)
+        self.link_grace = self.config.heartbeat / 4
         self._stopped = False
 
     # ------------------------------------------------------------ driver API
@@ -100,9 +106,13 @@ class MeshMembership:
         return [Send(peer, Digest(self._snapshot()))]
 
     def link_down(self, now: float, peer: str) -> list[Effect]:
-        # Silence is what phi judges; a lost connection alone proves nothing about the node.
+        # A lost connection alone proves nothing (the peer may be alive and redialling), so it
+        # only raises a suspicion the peer can refute, and only if the link stays lost a moment.
         self.links.discard(peer)
-        return []
+        member = self.members.get(peer)
+        if self._stopped or member is None or member.state != MemberState.UP:
+            return []
+        return [SetTimer(("link_lost", peer, member.incarnation), now + self.link_grace)]
 
     def leave(self, now: float) -> list[Effect]:
         record = self.members.leave()
@@ -144,6 +154,14 @@ class MeshMembership:
             if self.links:
                 out.append(Send(self.rng.choice(sorted(self.links)), Digest(self._snapshot())))
             out.append(SetTimer(("anti_entropy",), now + self.anti_entropy_interval))
+        elif kind == "link_lost":
+            _, name, incarnation = key  # type: ignore[misc]
+            current = self.members.get(name)
+            if name not in self.links and current is not None and current.state == MemberState.UP \
+                    and current.incarnation == incarnation:
+                accused = [replace(current, state=MemberState.SUSPECT)]
+                self._merge(now, accused, out)
+                self._spread(accused, out)
         elif kind == "suspicion":
             _, name, incarnation = key  # type: ignore[misc]
             current = self.members.get(name)

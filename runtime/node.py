@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import trio
+from trio.lowlevel import reschedule
 
 from .errors import EcoRuntimeError, MailboxFull, NoProc
 from .handshake import Identity
@@ -144,6 +145,7 @@ class Node:
         self._membership: Any = None  # eco.runtime.cluster.ClusterMembership (or the connection fallback)
         self._channel_by_type: dict[str, str] = {}
         self._channel_of: dict[type, str] = {}  # message class -> channel, filled on first use
+        self._heads: dict[Any, tuple[str, Callable[[Any], None]]] = {}  # dest -> (channel, payload sender): send_remote_nowait
         # The receive hot path resolves destinations itself (no per-message kernel call):
         self._lookup = kernel._lookup
         self._names = kernel._names
@@ -186,6 +188,36 @@ class Node:
             raise RuntimeError("the node is not serving")
         self._nursery.start_soon(self._dial_forever, address)
 
+    def connect(self, address: Any, on_failed: Callable[[Exception], None] | None = None) -> None:
+        """Open one connection to ``address`` now, with no redial once it ends (overlays such as
+        HyParView choose their links themselves); ``on_failed(error)`` if it cannot be opened."""
+        if self._nursery is None:
+            raise RuntimeError("the node is not serving")
+        self._nursery.start_soon(self._dial_once, address, on_failed)
+
+    def disconnect(self, peer: str, reason: str = "disconnected") -> bool:
+        """Close the connection to ``peer`` (whoever dialled it); False if there is none.
+        A connection kept by :meth:`join` is redialled; one opened by :meth:`connect` is not."""
+        conn = self._conns.get(peer)
+        if conn is None or self._nursery is None:
+            return False
+        self._forget(peer, conn, reason)
+        self._nursery.start_soon(conn.aclose, reason)
+        return True
+
+    async def _dial_once(self, address: Any, on_failed: Callable[[Exception], None] | None) -> None:
+        try:
+            conn = await self.transport.connect(address)
+        except ConnectError as exc:
+            if on_failed is not None:
+                on_failed(exc)
+            return
+        self._dialled.add(id(conn))
+        try:
+            await self._session(conn)
+        finally:
+            self._dialled.discard(id(conn))
+
     @property
     def peers(self) -> list[str]:
         """Names of the connected peer nodes, sorted."""
@@ -215,6 +247,7 @@ class Node:
         """
         self._channel_by_type = dict(carries)
         self._channel_of.clear()
+        self._heads.clear()
 
     def send_envelope(self, node: str, env: Envelope) -> bool:
         """Queue ``env`` for ``node`` without waiting; False if it is not connected."""
@@ -475,6 +508,48 @@ class Node:
         except ConnectionClosed:
             pass
 
+    def send_remote_nowait(self, dest: PID | tuple[str, str], msg: Any) -> bool:
+        """The fast path of :meth:`send_remote`: True once ``msg`` is sent (or dropped, the
+        node being unreachable), False when the caller must ``await send_remote`` instead
+        (full send buffer, a call request, a connection that changed).
+
+        The frame head (kind, channel, destination) is packed once per destination and
+        channel and kept in the connection's ``payload_sender``, so only the payload is
+        packed per message.
+        """
+        channel = self._channel_of.get(type(msg))
+        if channel is None:
+            if type(msg) is CallRequest:  # (never in _channel_of)
+                return False
+            channel = self._channel_for(type(msg))
+        try:
+            entry = self._heads.get(dest)
+        except TypeError:  # an unhashable (node, name): the slow path explains
+            return False
+        if entry is None or entry[0] != channel:
+            entry = self._head_for(dest, channel)
+            if entry is None:
+                return True  # not connected: dropped, as a send to a dead process is
+        try:
+            entry[1](msg)
+        except trio.WouldBlock:
+            return False
+        except ConnectionClosed:
+            self._heads.pop(dest, None)  # (it may have been replaced: the slow path looks again)
+            return False
+        return True
+
+    def _head_for(self, dest: PID | tuple[str, str], channel: str) -> tuple[str, Callable[[Any], None]] | None:
+        conn = self._conns.get(_dest_node(dest))
+        if conn is None or conn._closing:
+            return None
+        entry = (channel, conn.payload_sender(conn.frame_head(_SEND_INT, channel, None, _wire_dest(dest), 0)))
+        heads = self._heads
+        if len(heads) >= 4096:  # bounded: many destinations just rebuild their heads
+            heads.clear()
+        heads[dest] = entry
+        return entry
+
     def _channel_for(self, cls: type) -> str:
         channel = self._channel_by_type.get(getattr(cls, "TYPE_NAME", None) or "", "")
         self._channel_of[cls] = channel
@@ -565,8 +640,18 @@ class _Inbound:
                     target = _BLOCKED  # malformed: _deliver explains
                 if target is None:
                     return  # a dead PID or an unknown name: dropped, as for local sends
-                if target is not _BLOCKED and target.mailbox.offer(frame[6]):
-                    return
+                if target is not _BLOCKED:
+                    mailbox = target.mailbox  # Mailbox.offer inlined for a mailbox with room
+                    items = mailbox._items
+                    if len(items) < mailbox.capacity:
+                        items.append(frame[6])
+                        waiter = mailbox._waiter
+                        if waiter is not None:
+                            mailbox._waiter = None
+                            reschedule(waiter)
+                        return
+                    if mailbox.offer(frame[6]):  # (drop_oldest makes room)
+                        return
             waiting = deliver(conn, frame)
             if waiting is not None:
                 self._pending = (frame, waiting)

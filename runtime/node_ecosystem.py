@@ -37,16 +37,19 @@ import dataclasses
 import logging
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
 
 from eco.plan import Cluster, Ecosystem, Plan
 
+from .consensus import Fenced, TermFence, candidate_nodes, consensus_enabled
 from .component import Coordinator, JobOutcome, JobProgress, NodeDown, Worker, WorkerStarted, load_component
+from .ecosystem_leader import OUTCOME_KEY, Takeover, generation_base, run_elected_ecosystem, term_of_generation
 from .errors import ComponentLoadError, EcoRuntimeError, MailboxFull
 from .healing import RestartBudget, SlotTable
-from .membership import MemberEvent, MemberState
+from .membership import Member, MemberEvent, MemberState
 from .node import CONTROL_CHANNEL, Node, NodeError
 from .node_load import LoadMonitor
 from .node_members import ClusterView
@@ -54,6 +57,7 @@ from .node_names import ClusterNames, NameTimeout
 from .pid import PID
 from .placement import PlacementContext, PlacementError, place, replace, spawn_allowed
 from .process import Context
+from .raft_driver import RaftError
 from .signals import Down
 from .supervisor import ChildSpec, Supervisor, delete_child, start_child, terminate_child
 from .transport import Connection
@@ -130,6 +134,7 @@ class EcosystemService:
         self._supervisors: dict[str, PID] = {}
         self._sup_lock = trio.Lock()
         self._children: dict[tuple[str, int], tuple[int, str]] = {}  # (ecosystem, index) -> (generation, child id)
+        self._terms: dict[str, TermFence] = {}  # ecosystem -> newest coordinator term seen in a spawn (consensus)
         self._pending: dict[int, tuple[str, trio.Event, list[Any]]] = {}
         self._next_ref = 0
         self._coordinators: dict[str, PID] = {}
@@ -139,6 +144,7 @@ class EcosystemService:
         node.handle(Kind.SPAWN_REPLY, self._on_spawn_reply)
         node.on_node_down(self._on_node_down)
         self.view.subscribe(self._on_member)
+        node.on_peer(self._on_link_up, lambda peer: None)
         carries = {}
         for channel in plan.channels:
             for message in channel.carries:
@@ -164,10 +170,15 @@ class EcosystemService:
             task_status.started()
             await self.node.wait_connected(n.name for n in self.cluster.nodes)
             self.report("ready", node=self.node.name, peers=self.node.peers)
-            if self.is_home:
-                for eco in self.plan.ecosystems:
-                    if eco.cluster in (None, self.cluster.name):
-                        self._hosts[eco.name] = await self.kernel.spawn(_ecosystem_host, self, eco, name=f"eco.host.{eco.name}")
+            for eco in self.plan.ecosystems:
+                if eco.cluster not in (None, self.cluster.name):
+                    continue
+                if consensus_enabled(eco):
+                    # `leader: consensus`: every candidate node runs the Raft group; the leader hosts.
+                    if self.node.name in candidate_nodes(eco, self.cluster):
+                        nursery.start_soon(partial(run_elected_ecosystem, self, eco, _ecosystem_host))
+                elif self.is_home:
+                    self._hosts[eco.name] = await self.kernel.spawn(_ecosystem_host, self, eco, name=f"eco.host.{eco.name}")
             await trio.sleep_forever()
 
     # ------------------------------------------------------------ spawning (requester side)
@@ -279,6 +290,10 @@ class EcosystemService:
             cls = load_component(eco.workers.text, Worker)
         except ComponentLoadError as exc:
             raise NodeError(f"node {self.node.name}: {exc}") from None
+        fence = self._terms.setdefault(eco.name, TermFence())
+        if not fence.admit(term_of_generation(generation)):
+            raise NodeError(f"node {self.node.name}: refusing worker {index} of {eco.name} for coordinator term "
+                            f"{term_of_generation(generation)}: a coordinator of term {fence.highest} is newer")
         sup = await self._supervisor(eco)
         old = self._children.get((eco.name, index))
         if old is not None:
@@ -311,7 +326,8 @@ class EcosystemService:
                     log.info("node %s: stopping fenced worker %d (generation %d) of %s", self.node.name, index, generation, ecosystem)
                     await self._stop_child(sup, ecosystem, index)
                     stopped += 1
-        self.report("fenced", ecosystem=ecosystem, node=self.node.name, stopped=stopped)
+        if stopped:  # (fences are repeated on every reconnection; only report those that stopped something)
+            self.report("fenced", ecosystem=ecosystem, node=self.node.name, stopped=stopped)
 
     async def _stop_child(self, sup: PID, ecosystem: str, index: int) -> None:
         entry = self._children.pop((ecosystem, index), None)
@@ -345,6 +361,16 @@ class EcosystemService:
             except EcoRuntimeError:
                 pass
 
+    def _on_link_up(self, peer: str, incarnation: int) -> None:
+        # A member can be back `up` (by gossip) before its connection is, and a fence sent then
+        # is dropped: so hosts fence again on every new connection (fencing is idempotent).
+        event = MemberEvent(Member(peer, incarnation, MemberState.UP), None)
+        for host in list(self._hosts.values()):
+            try:
+                self.kernel.cast(host, _MemberChange(event))
+            except EcoRuntimeError:
+                pass
+
     def _on_member(self, event: MemberEvent) -> None:
         member = event.member
         if member.state in (MemberState.DOWN, MemberState.LEFT):
@@ -368,22 +394,49 @@ class EcosystemService:
 class _Host:
     """The state of one ecosystem's host process (see :func:`_ecosystem_host`)."""
 
-    def __init__(self, ctx: Context, service: EcosystemService, eco: Ecosystem) -> None:
+    def __init__(self, ctx: Context, service: EcosystemService, eco: Ecosystem, takeover: Takeover | None = None) -> None:
         self.ctx = ctx
         self.service = service
         self.eco = eco
+        self.takeover = takeover
         self.report = service.report
         self.slots = SlotTable()
+        # An elected coordinator's workers start above every earlier term's generations.
+        self.generation_base = generation_base(takeover.term) if takeover is not None else 0
         self.cursor = 0
         self.budget = RestartBudget(eco.supervision.max_restarts, eco.supervision.within)
         self.coordinator: PID | None = None
         self.started = trio.current_time()
 
+    @property
+    def deposed(self) -> bool:
+        """True for an elected coordinator's host whose term no longer leads: it must not report anything."""
+        return self.takeover is not None and not self.takeover.group.holds(self.takeover.term)
+
     def fail(self, reason: str) -> None:
-        self.report("failed", ecosystem=self.eco.name, reason=reason,
-                    elapsed=round(trio.current_time() - self.started, 3))
+        if self.deposed:
+            log.info("ecosystem %s: deposed coordinator stops (%s)", self.eco.name, reason)
+        else:
+            self.report("failed", ecosystem=self.eco.name, reason=reason,
+                        elapsed=round(trio.current_time() - self.started, 3))
         if self.coordinator is not None:
             self.ctx.kernel.kill(self.coordinator)
+
+    async def finish(self, outcome: JobOutcome) -> None:
+        """Report the job's outcome; an elected coordinator's is first confirmed and replicated."""
+        elapsed = round(trio.current_time() - self.started, 3)
+        if self.takeover is not None:
+            try:
+                await self.takeover.confirm()
+                # A later leader repeats this outcome instead of running the job again.
+                await self.takeover.state.put(OUTCOME_KEY, {"ok": outcome.ok, "value": outcome.value})
+            except (Fenced, RaftError) as exc:
+                log.warning("ecosystem %s: outcome of term %d not reported: %s", self.eco.name, self.takeover.term, exc)
+                return
+        if outcome.ok:
+            self.report("complete", ecosystem=self.eco.name, result=outcome.value, elapsed=elapsed)
+        else:
+            self.report("failed", ecosystem=self.eco.name, reason=str(outcome.value), elapsed=elapsed)
 
     async def spawn_slot(self, index: int, node: str, exclude: set[str]) -> str:
         """Spawn slot ``index`` on ``node``, moving on to another placement if that node fails; returns the node."""
@@ -392,7 +445,7 @@ class _Host:
             slot = self.slots.place(index, node)
             try:
                 assert self.coordinator is not None
-                await service.spawn_worker(node, eco.name, index, self.coordinator, slot.generation)
+                await service.spawn_worker(node, eco.name, index, self.coordinator, self.generation_base + slot.generation)
                 return node
             except SpawnRefused:
                 raise
@@ -435,7 +488,7 @@ class _Host:
 
     def fence(self, node: str) -> None:
         """``node`` is (back) up: it must run only the slots placed on it now."""
-        keep = [(s.index, s.generation) for s in self.slots.on(node)]
+        keep = [(s.index, self.generation_base + s.generation) for s in self.slots.on(node)]
         self.service.fence(node, self.eco.name, keep)
 
 
@@ -447,9 +500,18 @@ def _excluding(ctx: PlacementContext, exclude: set[str]) -> PlacementContext:
     return dataclasses.replace(ctx, exclude=frozenset(ctx.exclude) | exclude)
 
 
-async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosystem) -> None:
-    """Starts one ecosystem, heals it when nodes are lost, reports the job's progress and outcome."""
-    host = _Host(ctx, service, eco)
+async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosystem,
+                          takeover: Takeover | None = None) -> None:
+    """Starts one ecosystem, heals it when nodes are lost, reports the job's progress and outcome.
+
+    With ``takeover`` (``leader: consensus``, this node was elected) the coordinator
+    gets its term and replicated state, workers start above earlier terms'
+    generations, every member is fenced once they run (stopping an earlier
+    coordinator's workers) and the outcome is confirmed and replicated first.
+    """
+    host = _Host(ctx, service, eco, takeover)
+    if takeover is not None:
+        service._hosts[eco.name] = ctx.self  # member changes reach the elected host
     report = service.report
     try:
         cls = load_component(eco.coordinator.text, Coordinator)
@@ -462,7 +524,8 @@ async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosyste
         except NameTimeout as exc:
             report("failed", ecosystem=eco.name, reason=f'ecosystem {eco.name} requires "{name}": {exc}')
             return
-    coordinator = host.coordinator = await ctx.spawn(cls, monitor=True)
+    entry = cls if takeover is None else cls.with_runtime(takeover.coordinator_attrs())
+    coordinator = host.coordinator = await ctx.spawn(entry, monitor=True)
     service._coordinators[eco.name] = coordinator
     try:
         if eco.register_as:
@@ -473,22 +536,23 @@ async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosyste
             host.fail(str(exc))
             return
         layout = host.slots.layout()
+        if takeover is not None:
+            # Stop whatever an earlier term's coordinator left running (other slots, other nodes).
+            for member in service.cluster.nodes:
+                host.fence(member.name)
         report("started", ecosystem=eco.name, workers=eco.worker_count, nodes=sorted(set(layout.values())),
-               placement={str(i): n for i, n in layout.items()})
+               placement={str(i): n for i, n in layout.items()},
+               **({"term": takeover.term} if takeover is not None else {}))
         while True:
             msg = await ctx.receive()
             kind = type(msg)
             if kind is JobProgress:
                 report("progress", ecosystem=eco.name, done=msg.done, total=msg.total, unit=msg.unit)
             elif kind is JobOutcome:
-                elapsed = round(trio.current_time() - host.started, 3)
-                if msg.ok:
-                    report("complete", ecosystem=eco.name, result=msg.value, elapsed=elapsed)
-                else:
-                    report("failed", ecosystem=eco.name, reason=str(msg.value), elapsed=elapsed)
+                await host.finish(msg)
                 return
             elif kind is Down and msg.pid == coordinator:
-                report("failed", ecosystem=eco.name, reason=f"the coordinator exited without finishing the job ({msg.reason})")
+                host.fail(f"the coordinator exited without finishing the job ({msg.reason})")
                 return
             elif kind is _MemberChange:
                 member = msg.event.member
@@ -502,5 +566,7 @@ async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosyste
                     host.fence(member.name)
     finally:
         service._coordinators.pop(eco.name, None)
+        if takeover is not None and service._hosts.get(eco.name) == ctx.self:
+            del service._hosts[eco.name]
         if eco.register_as:
             service.names.unregister(eco.register_as, coordinator)

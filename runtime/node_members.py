@@ -4,7 +4,8 @@ Two sources, behind one small adapter (:class:`ClusterView`):
 
 * the node's membership API (``node.members`` and ``node.subscribe_members()``,
   from the membership layer's gossip and failure detector) when the node has
-  it: a member is re-spawned from when it is declared ``down``;
+  it: a member is re-spawned from when it is declared ``down`` (events are taken
+  by a synchronous callback, so no query can get ahead of them);
 * otherwise the node's connections: a connected peer is ``up`` (at the
   incarnation it presented in the handshake), a peer whose connection was
   lost is ``down``.  Over TCP a killed process's connections are reset by its
@@ -20,8 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
-
-import trio
 
 from eco.plan import Cluster
 
@@ -68,18 +67,26 @@ class ClusterView:
         self.source = "membership" if use_membership_api else "connections"
         if self.source == "connections":
             self._watch_connections()
+        else:
+            # A synchronous callback, not the async stream: a query (placement, a spawn check)
+            # made between the driver's verdict and a stream reader's turn would otherwise see
+            # the new state first and the event would then look like no change.
+            for record in self._node_members():
+                member = self._convert(record)
+                self._members[member.name] = member
+            node.subscribe_members(self._on_member_event)
 
     # ---------------------------------------------------------------- queries
 
     def members(self) -> list[Member]:
         """Every member this node knows of (itself included), by name."""
         if self.source == "membership":
-            self._refresh_from_node()
+            return sorted((self._convert(r) for r in self._node_members()), key=lambda m: m.name)
         return [self._members[n] for n in sorted(self._members)]
 
     def member(self, name: str) -> Member | None:
         if self.source == "membership":
-            self._refresh_from_node()
+            return next((m for m in self.members() if m.name == name), None)
         return self._members.get(name)
 
     def subscribe(self, listener: Listener) -> None:
@@ -87,28 +94,16 @@ class ClusterView:
         self._listeners.append(listener)
 
     async def run(self) -> None:
-        """Follow the membership API's event stream (nothing to do for connection-based views)."""
-        if self.source != "membership":
-            return
-        stream = self.node.subscribe_members()
-        if hasattr(stream, "__aenter__"):
-            async with stream as events:
-                await self._follow(events)
-        else:
-            await self._follow(stream)
+        """Kept for callers that start it: events arrive by callback, so there is nothing to run."""
 
     # ------------------------------------------------------------ internals
 
-    async def _follow(self, events: Any) -> None:
-        async for event in events:
-            member = self._convert(getattr(event, "member", event))
-            self._update(member)
+    def _on_member_event(self, event: Any) -> None:
+        self._update(self._convert(getattr(event, "member", event)))
 
-    def _refresh_from_node(self) -> None:
+    def _node_members(self) -> list[Any]:
         raw = self.node.members
-        for record in (raw.values() if isinstance(raw, dict) else raw):
-            member = self._convert(record)
-            self._members[member.name] = member
+        return list(raw.values() if isinstance(raw, dict) else raw)
 
     def _convert(self, record: Any) -> Member:
         name = record.name

@@ -11,10 +11,11 @@ needed, so an idle process stays within a few kilobytes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
+from trio.lowlevel import current_task
 
 from .mailbox import Mailbox
 from .pid import PID, Ref
@@ -26,6 +27,21 @@ if TYPE_CHECKING:
 __all__ = ["Context"]
 
 _log = logging.getLogger("eco.runtime.process")
+
+_TICK_MASK = 63  # as in the kernel: send/receive are schedule points at least every 64 operations
+
+
+class _Done:
+    """An already completed awaitable (``await`` it: returns None at once, no coroutine)."""
+
+    __slots__ = ()
+    __await__ = staticmethod(().__iter__)  # a C-level empty iterator: costs almost nothing
+
+    def __repr__(self) -> str:
+        return "<done>"
+
+
+_DONE = _Done()
 
 
 class Context:
@@ -98,9 +114,21 @@ class Context:
 
     # ------------------------------------------------------------ messaging
 
-    async def send(self, dest: Dest, msg: Any) -> None:
-        """Send ``msg`` to a PID or registered name; under ``block`` waits for mailbox space."""
-        await self.kernel._send(self, dest, msg)
+    def send(self, dest: Dest, msg: Any) -> Awaitable[None]:
+        """Send ``msg`` to a PID or registered name; under ``block`` waits for mailbox space.
+
+        Use as ``await ctx.send(dest, msg)``.  A remote message that fits in the
+        connection's send buffer is sent right here and an already completed
+        awaitable is returned (no coroutine per message: the node's hot path);
+        otherwise this returns the kernel's coroutine.
+        """
+        kernel = self.kernel
+        t = type(dest)
+        if (t is tuple and dest[0] != kernel.node) or (t is PID and dest.node != kernel.node):  # type: ignore[index,union-attr]
+            nowait = kernel._send_remote_nowait
+            if nowait is not None and nowait(dest, msg):
+                return _DONE
+        return kernel._send(self, dest, msg)
 
     def cast(self, dest: Dest, msg: Any) -> None:
         """Fire-and-forget send that never waits (full ``block``/``reject`` mailbox: MailboxFull)."""
@@ -116,7 +144,26 @@ class Context:
 
     async def receive(self, timeout: float | None = None, match: Callable[[Any], bool] | None = None) -> Any:
         """Next message (the first satisfying ``match``); ReceiveTimeout after ``timeout`` seconds."""
+        mb = self.mailbox
+        items = mb._items
+        if items and match is None and self._task is current_task():
+            # Kernel._receive's hot path inlined: a message is waiting (one coroutine, not two).
+            kernel = self.kernel
+            kernel._ops += 1
+            if not kernel._ops & _TICK_MASK:
+                await trio.lowlevel.checkpoint()  # (only this task takes from the mailbox)
+            mb._popped += 1
+            msg = items.popleft()
+            if mb._senders:
+                mb._space_freed()
+            return msg
         return await self.kernel._receive(self, timeout, match)
+
+    async def receive_batch(self, max_items: int | None = None, timeout: float | None = None) -> list[Any]:
+        """Wait for at least one message, then take every queued one (at most ``max_items``),
+        oldest first; ReceiveTimeout after ``timeout`` seconds.  The cheapest way to drain a
+        busy mailbox: one ``await`` per batch instead of one per message."""
+        return await self.kernel._receive_batch(self, max_items, timeout)
 
     # ------------------------------------------------------------ processes
 

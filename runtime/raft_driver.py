@@ -51,6 +51,7 @@ log = logging.getLogger("eco.raft")
 
 SendFn = Callable[[Any, list], None]
 _LEADER_EARLY = (AppendEntries, Heartbeat)
+_APPLY_CHUNK = 256  # committed entries applied between two checkpoints
 
 
 # ------------------------------------------------------------------------ errors
@@ -102,13 +103,14 @@ class _Waiter:
     This is the per-proposal hot path; timeouts are swept by the tick loop (see ``_expire``).
     """
 
-    __slots__ = ("done", "value", "error", "task")
+    __slots__ = ("done", "value", "error", "task", "callback")
 
-    def __init__(self) -> None:
+    def __init__(self, callback: Callable[[Any, BaseException | None], None] | None = None) -> None:
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
         self.task: Any = None  # the parked task, if any
+        self.callback = callback  # propose_nowait's completion callback
 
     def resolve(self, value: Any) -> None:
         if not self.done:
@@ -126,6 +128,11 @@ class _Waiter:
         task, self.task = self.task, None
         if task is not None:
             trio.lowlevel.reschedule(task)
+        elif self.callback is not None:
+            try:
+                self.callback(self.value, self.error)
+            except Exception:  # a caller's bug must not break the driver
+                log.exception("a propose_nowait callback failed")
 
 
 # ------------------------------------------------------------------------ driver
@@ -175,7 +182,7 @@ class RaftDriver:
         self._read_rounds: dict[int, list[_Waiter]] = {}  # ctx -> reads of that round
         self._ready_reads: list[tuple[int, list[_Waiter]]] = []  # (index, reads) waiting to be applied
         self._read_ctx = 0
-        self._deadlines: list[tuple[float, int, _Waiter, str]] = []  # heap swept by the tick loop
+        self._deadlines: list[tuple[float, int, _Waiter, str, float]] = []  # heap swept by the tick loop
         self._deadline_seq = itertools.count()
         self._leader = LeaderChange(self.node.term, None, False)
         self._leader_changed = trio.Event()
@@ -270,6 +277,25 @@ class RaftDriver:
         self._wake()
         return await self._wait(waiter, timeout, "proposal")
 
+    def propose_nowait(self, data: bytes, callback: Callable[[Any, BaseException | None], None],
+                       timeout: float | None = None) -> None:
+        """Like :meth:`propose`, without a task: ``callback(result, error)`` is called once.
+
+        ``error`` is None on success, else one of :meth:`propose`'s exceptions (a
+        :class:`RaftTimeout` after ``timeout`` seconds, accurate to one tick). The callback runs
+        inside the driver and must not block. Raises :class:`DriverStopped` and
+        :class:`NotLeaderError` at once, like :meth:`propose`. For callers that keep many
+        proposals in flight (no trio task per proposal).
+        """
+        self._check_running()
+        if self.node.role is not Role.LEADER:
+            raise NotLeaderError(self.node.leader)
+        waiter = _Waiter(callback)
+        self._proposals.append((bytes(data), waiter))
+        if timeout is not None:
+            self._add_deadline(waiter, timeout, "proposal")
+        self._wake()
+
     async def read_barrier(self, timeout: float | None = None) -> None:
         """Return once the state machine reflects every write committed before the call (ReadIndex)."""
         self._check_running()
@@ -313,10 +339,7 @@ class RaftDriver:
     async def _wait(self, waiter: _Waiter, timeout: float | None, what: str) -> Any:
         if not waiter.done:
             if timeout is not None:
-                # Swept every tick (timeouts are accurate to one tick): far cheaper per request
-                # than a cancel scope.
-                heapq.heappush(self._deadlines, (trio.current_time() + timeout, next(self._deadline_seq), waiter,
-                                                 f"{what} not answered within {timeout:g}s (outcome unknown)"))
+                self._add_deadline(waiter, timeout, what)
             waiter.task = trio.lowlevel.current_task()
 
             def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
@@ -330,11 +353,18 @@ class RaftDriver:
             raise waiter.error
         return waiter.value
 
+    def _add_deadline(self, waiter: _Waiter, timeout: float, what: str) -> None:
+        # Swept every tick (timeouts are accurate to one tick): far cheaper per request than a
+        # cancel scope.
+        heapq.heappush(self._deadlines, (trio.current_time() + timeout, next(self._deadline_seq), waiter,
+                                         what, timeout))
+
     def _expire(self, now: float) -> None:
         heap = self._deadlines
         while heap and heap[0][0] <= now:
-            _, _, waiter, message = heapq.heappop(heap)
-            waiter.fail(RaftTimeout(message))
+            _, _, waiter, what, timeout = heapq.heappop(heap)
+            if not waiter.done:
+                waiter.fail(RaftTimeout(f"{what} not answered within {timeout:g}s (outcome unknown)"))
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -391,7 +421,10 @@ class RaftDriver:
                 finally:
                     self._persisting = False
                 self._send_all(rd.messages)
-                self._apply(rd)
+                if len(rd.committed_entries) > _APPLY_CHUNK:
+                    await self._apply_in_chunks(rd)
+                else:
+                    self._apply(rd)
                 if rd.soft_state is not None:
                     self._on_soft_state(rd.soft_state.leader, rd.soft_state.role, rd.soft_state.term)
                 node.advance(rd)
@@ -446,15 +479,34 @@ class RaftDriver:
             except Exception:  # a broken transport must not stop consensus; Raft retransmits
                 log.exception("raft node %s failed to send to %s", self.id, m.dst)
 
+    async def _apply_in_chunks(self, rd: Ready) -> None:
+        # A large batch is applied in slices with a checkpoint between them, so ticks (a
+        # leader's heartbeats) and peer messages are not held up for the whole batch. The
+        # contract allows step/tick between ready() and advance().
+        self._restore_snapshot(rd)
+        entries = rd.committed_entries
+        for start in range(0, len(entries), _APPLY_CHUNK):
+            self._apply_entries(entries[start:start + _APPLY_CHUNK])
+            await trio.lowlevel.checkpoint()
+        self._finish_apply(rd)
+
     def _apply(self, rd: Ready) -> None:
+        self._restore_snapshot(rd)
+        self._apply_entries(rd.committed_entries)
+        self._finish_apply(rd)
+
+    def _restore_snapshot(self, rd: Ready) -> None:
         sm = self.state_machine
         if rd.snapshot_to_apply is not None and sm is not None:
             sm.restore(rd.snapshot_to_apply.data, rd.snapshot_to_apply.index)
             # Waiters for entries inside the snapshot cannot learn their result any more.
             for index in [i for i in self._waiters if i <= rd.snapshot_to_apply.index]:
                 self._waiters.pop(index)[1].fail(RaftTimeout("the entry was compacted into a snapshot; outcome unknown"))
+
+    def _apply_entries(self, entries: list) -> None:
+        sm = self.state_machine
         waiters = self._waiters
-        for entry in rd.committed_entries:
+        for entry in entries:
             result = sm.apply(entry) if sm is not None else None
             pending = waiters.pop(entry.index, None) if waiters else None
             if pending is not None:
@@ -463,6 +515,8 @@ class RaftDriver:
                     w.resolve(result)
                 else:
                     w.fail(ProposalDropped(f"entry {entry.index} was replaced by a newer leader's entry"))
+
+    def _finish_apply(self, rd: Ready) -> None:
         self.stats["applied"] += len(rd.committed_entries)
         for rs in rd.read_states:
             reads = self._read_rounds.pop(rs.ctx, None)

@@ -167,7 +167,10 @@ class RaftServer:
             if op == "get":
                 return {"ok": await driver.read(key, timeout=self.propose_timeout)}
             if op == "bench":
-                return {"ok": await self._bench(*value)}
+                count, concurrency, *mode = value
+                if mode == ["window"]:
+                    return {"ok": await self._bench_window(int(count), int(concurrency))}
+                return {"ok": await self._bench(count, concurrency)}
             if op in WRITE_OPS:
                 if not isinstance(client_id, str) or not isinstance(request_id, int):
                     return {"error": "bad_request", "message": "writes need a str client_id and an int request_id"}
@@ -223,6 +226,60 @@ class RaftServer:
             raise RequestRejected(f"bench: {len(errors)} of {concurrency} sessions failed, first: {errors[0]}")
         latencies.sort()
         return {"ops": per * int(concurrency), "seconds": elapsed, "p50_ms": latencies[len(latencies) // 2] * 1000,
+                "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000}
+
+
+    async def _bench_window(self, count: int, window: int) -> dict:
+        """``count`` increments with ``window`` in flight through callbacks (:meth:`RaftDriver.propose_nowait`).
+
+        The same shape as pysyncobj's callback API: no task per request. Each of the ``window``
+        slots is a client session issuing its next request when the previous one completed.
+        """
+        driver = self.driver
+        assert driver is not None
+        if not driver.is_leader:
+            raise NotLeaderError(driver.leader_id)
+        base = f"bench-{time.time_ns()}"
+        timeout = max(10.0, self.propose_timeout)
+        now = trio.current_time
+        done = trio.Event()
+        latencies: list[float] = []
+        errors: list[str] = []
+        counters = {"submitted": 0, "completed": 0}
+        request_ids = [0] * max(1, window)
+
+        def submit(slot: int) -> None:
+            request_ids[slot] += 1
+            counters["submitted"] += 1
+            t0 = now()
+
+            def on_done(result: Any, error: BaseException | None) -> None:
+                counters["completed"] += 1
+                if error is not None:
+                    errors.append(f"{type(error).__name__}: {error}")
+                else:
+                    latencies.append(now() - t0)
+                    if counters["submitted"] < count and not errors:
+                        try:
+                            submit(slot)
+                        except RaftError as exc:
+                            counters["submitted"] -= 1
+                            errors.append(f"{type(exc).__name__}: {exc}")
+                if counters["completed"] == counters["submitted"]:
+                    done.set()
+
+            driver.propose_nowait(encode_command(f"{base}/{slot}", request_ids[slot], "incr", "bench"), on_done,
+                                  timeout)
+
+        start = now()
+        for slot in range(min(max(1, window), count)):
+            submit(slot)
+        await done.wait()
+        elapsed = now() - start
+        if errors:
+            raise RequestRejected(f"bench: {len(errors)} requests failed, first: {errors[0]}")
+        latencies.sort()
+        return {"ops": len(latencies), "seconds": elapsed, "p50_ms": latencies[len(latencies) // 2] * 1000,
                 "p99_ms": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000}
 
 

@@ -162,6 +162,55 @@ class TcpConnection(Connection):
         else:
             sendbuf += data
 
+    def frame_head(self, kind: int, channel: str, source: Any, destination: Any, sequence: int) -> bytes:
+        return self._encoder.encode_head(kind, channel, source, destination, sequence)
+
+    def send_payload_nowait(self, head: bytes, payload: Any) -> None:
+        # The node's per-message send path: only the payload is packed.
+        if self._closing:
+            raise ConnectionClosed(self.close_reason or "the connection is closing")
+        sendbuf = self._sendbuf
+        if len(sendbuf) >= self._limit:
+            raise trio.WouldBlock
+        try:
+            data = self._pack(payload)
+        except (TypeError, ValueError, OverflowError):
+            data = self._encoder.encode_with_head(head, payload)  # raises ProtocolError
+        if len(data) + len(head) > self._max_frame:
+            data = self._encoder.encode_with_head(head, payload)  # raises FrameTooLarge
+        if self._writer_idle:
+            self._buffer(head + data)
+        else:
+            sendbuf += head
+            sendbuf += data
+
+    def payload_sender(self, head: bytes) -> Callable[[Any], None]:
+        # send_payload_nowait as a closure over the connection's state: the
+        # node's per-message send path, with as few lookups as possible.
+        sendbuf, limit, pack, max_frame = self._sendbuf, self._limit, self._pack, self._max_frame
+        encode_with_head, buffer = self._encoder.encode_with_head, self._buffer
+        room = max_frame - len(head)
+
+        def send_payload(payload: Any) -> None:
+            nonlocal sendbuf  # (+= extends the one bytearray in place)
+            if self._closing:
+                raise ConnectionClosed(self.close_reason or "the connection is closing")
+            if len(sendbuf) >= limit:
+                raise trio.WouldBlock
+            try:
+                data = pack(payload)
+            except (TypeError, ValueError, OverflowError):
+                data = encode_with_head(head, payload)  # raises ProtocolError
+            if len(data) > room:
+                encode_with_head(head, payload)  # raises FrameTooLarge
+            if self._writer_idle:
+                buffer(head + data)
+            else:
+                sendbuf += head
+                sendbuf += data
+
+        return send_payload
+
     def _buffer(self, data: bytes) -> None:
         """Send the encoded frame now if the line is idle, else queue it for the writer task.
 

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from .handshake import Established, Handshake, Identity, PeerHello, Reason, Refused, Role, Send
-from .wire import DEFAULT_MAX_FRAME_SIZE, WIRE_VERSION, Envelope, Kind, ProtocolError
+from .wire import DEFAULT_MAX_FRAME_SIZE, WIRE_VERSION, Envelope, Kind, ProtocolError, validate_envelope
 
 log = logging.getLogger("eco.transport")
 
@@ -167,6 +167,31 @@ class Connection(abc.ABC):
         """:meth:`send_nowait` from the envelope's fields, skipping the
         :class:`~eco.runtime.wire.Envelope` (the fastest way to send; same errors)."""
         self.send_nowait(Envelope(kind, channel, source, destination, sequence, payload))
+
+    def frame_head(self, kind: int, channel: str, source: Any, destination: Any, sequence: int) -> Any:
+        """A pre-encoded frame head (every field but the payload) for :meth:`send_payload_nowait`.
+
+        Validated now (``ProtocolError`` as for :meth:`send_nowait`).  A head is
+        opaque and belongs to this connection; a sender that sends many
+        payloads with the same other fields makes it once and keeps it.
+        """
+        validate_envelope(Envelope(kind, channel, source, destination, sequence, None))
+        return (kind, channel, source, destination, sequence)
+
+    def send_payload_nowait(self, head: Any, payload: Any) -> None:
+        """:meth:`send_raw_nowait` with the fields of ``head`` (from :meth:`frame_head`):
+        only the payload is encoded per message.  Same errors."""
+        self.send_raw_nowait(*head, payload)
+
+    def payload_sender(self, head: Any) -> Callable[[Any], None]:
+        """``send(payload)``: :meth:`send_payload_nowait` with ``head`` bound (the cheapest
+        per-message call; same errors).  Keep it no longer than the connection."""
+        send = self.send_payload_nowait
+
+        def send_payload(payload: Any) -> None:
+            send(head, payload)
+
+        return send_payload
 
     @abc.abstractmethod
     async def aclose(self, reason: str = "closed") -> None: ...

@@ -165,6 +165,30 @@ class FrameEncoder:
             self._reject(_new_envelope(Envelope, (kind, channel, source, destination, sequence, payload)), data)
         return data
 
+    def encode_head(self, kind: int, channel: str, source: Any, destination: Any, sequence: int) -> bytes:
+        """The encoded start of a frame, everything but the payload (validated like :meth:`encode`).
+
+        ``head + pack(payload)`` is the complete frame (see :meth:`encode_with_head`),
+        so a sender that sends many payloads with the same other fields packs
+        those fields once instead of once per message.
+        """
+        data = self.encode_fields(kind, channel, source, destination, sequence, None)  # validates
+        return data[:-1]  # (the payload None is the one byte 0xc0 at the end)
+
+    def encode_with_head(self, head: bytes, payload: Any) -> bytes:
+        """The payload's encoding, to follow ``head`` (from :meth:`encode_head`) on the wire.
+
+        Raises :class:`ProtocolError` if the payload cannot be encoded and
+        :class:`FrameTooLarge` if head and payload exceed the maximum frame size.
+        """
+        try:
+            data = self._pack(payload)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"cannot encode envelope payload: {exc}") from exc
+        if len(data) + len(head) > self.max_frame_size:
+            raise FrameTooLarge(f"frame of {len(data) + len(head)} bytes exceeds the maximum frame size of {self.max_frame_size} bytes")
+        return data
+
     def add(self, env: Envelope) -> int:
         """Append ``env``'s frame to the send buffer; return the buffered byte count."""
         buffer = self.buffer

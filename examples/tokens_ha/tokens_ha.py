@@ -80,6 +80,11 @@ class Coordinator(tokens.Coordinator):
         if self.merged == len(self.batches):
             await self._finish()
 
+    def complete(self, result: Any = None) -> None:
+        if isinstance(result, dict):
+            result["resumed"] = self.resumed  # batches merged by earlier coordinators (0 without a takeover)
+        super().complete(result)
+
     async def _finish(self) -> None:
         if getattr(self, "_finishing", False):
             return

@@ -78,7 +78,8 @@ class SimCluster:
             membership.subscribe(on_event)
             stop = self.stop[host.name] = trio.Event()
             async with trio.open_nursery() as nursery:
-                await nursery.start(node.serve, host.name, join)
+                # (hyparview: the driver opens the links itself; the join names are its contacts)
+                await nursery.start(node.serve, host.name, [] if membership.manages_links else join)
                 await nursery.start(membership.run)
                 if self.setup is not None:
                     await self.setup(host, kernel, node, nursery)

@@ -1,0 +1,208 @@
+"""Membership over a HyParView overlay with Plumtree broadcast, as a pure state machine.
+
+The core behind ``topology hyparview`` in running nodes (the driver is
+:class:`eco.runtime.cluster.ClusterMembership`).  It composes
+
+* :class:`~eco.runtime.hyparview.HyParViewNode`: the active view is the set of
+  neighbours the driver keeps connections to; every other connection is
+  temporary (a join, a neighbour request, a shuffle reply);
+* :class:`~eco.runtime.broadcast.PlumtreeNode` over the active view: member
+  records and user payloads (:meth:`broadcast`) reach every node at the cost of
+  a spanning tree, not of every node sending to every node;
+* a :class:`~eco.runtime.membership.MemberList`: a neighbour whose link is lost
+  (and not back within ``link_grace``) or cannot be opened is broadcast as
+  *suspect*; unless it refutes (a live node hearing the rumour outbids it with
+  a higher incarnation) it is *down* after ``suspicion_timeout``.  New
+  neighbours swap their whole member lists, and every ``anti_entropy_interval``
+  a random neighbour gets one (repairs what a broadcast missed while the tree
+  was changing).
+
+Only neighbours judge a node; everybody else learns its fate by broadcast.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from eco.plan.models import HyParViewTopology
+
+from .broadcast import Deliver, Gossip, Graft, IHave, PlumtreeNode, Prune
+from .hyparview import HyParViewNode, NeighborDown, NeighborUp
+from .membership import Effect, Member, MemberList, MemberState, Send, SetTimer
+
+__all__ = ["OverlayDigest", "OverlayMembership"]
+
+_TREE = (Gossip, IHave, Graft, Prune)
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayDigest:
+    """Every member record the sender knows (to a new neighbour, and for anti-entropy)."""
+
+    members: tuple[Member, ...]
+
+
+class OverlayMembership:
+    """One node's membership over HyParView + Plumtree (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        config: HyParViewTopology | None = None,
+        *,
+        rng: random.Random,
+        contacts: Iterable[str] = (),
+        labels: Mapping[str, str] | None = None,
+        incarnation: int = 0,
+        suspicion_timeout: float = 1.0,
+        link_grace: float = 0.05,
+        anti_entropy_interval: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.rng = rng
+        self.view = HyParViewNode(name, config, rng=rng, contacts=contacts)
+        self.tree = PlumtreeNode(name)
+        self.members = MemberList(name, labels=labels, incarnation=incarnation)
+        self.suspicion_timeout = suspicion_timeout
+        self.link_grace = link_grace
+        self.anti_entropy_interval = anti_entropy_interval
+        self.links: set[str] = set()
+        self._announced = False
+        self._stopped = False
+
+    # ------------------------------------------------------------ queries
+
+    def neighbors(self) -> set[str]:
+        return self.view.neighbors()
+
+    def wanted_links(self) -> set[str]:
+        """Peers the driver must keep (or open) connections to: the active view and pending requests."""
+        return self.view.active | self.view._pending
+
+    # ------------------------------------------------------------ driver API
+
+    def start(self, now: float) -> list[Any]:
+        out = self._route(now, self.view.start(now), "hv")
+        out.append(SetTimer(("ae",), now + self.rng.uniform(0.5, 1.0) * self.anti_entropy_interval))
+        return out
+
+    def leave(self, now: float) -> list[Any]:
+        record = self.members.leave()
+        # The broadcast would go in full to eager neighbours only, and a lazy one could not graft
+        # it from a node that is gone: every neighbour gets the full message, and forwards it.
+        out = [e for e in self._route(now, self.tree.broadcast(now, record), "pt") if type(e) is not Send]
+        gossip = Gossip((self.name, self.tree._seq), record, 0)
+        out += [Send(peer, gossip) for peer in sorted(self.view.active)]
+        out += self._route(now, self.view.leave(now), "hv")
+        self._stopped = True
+        return out
+
+    def broadcast(self, now: float, payload: Any) -> list[Any]:
+        """Send ``payload`` (plain data) to every node; each delivers it once (``Deliver`` effect)."""
+        return self._route(now, self.tree.broadcast(now, payload), "pt")
+
+    def link_up(self, now: float, peer: str) -> list[Any]:
+        self.links.add(peer)
+        return []
+
+    def link_down(self, now: float, peer: str) -> list[Any]:
+        self.links.discard(peer)
+        if self._stopped or peer not in self.view.active:
+            return []  # a temporary link closing is normal
+        return [SetTimer(("link_lost", peer), now + self.link_grace)]
+
+    def connect_failed(self, now: float, peer: str) -> list[Any]:
+        """The driver could not open a connection to ``peer``."""
+        if self._stopped:
+            return []
+        was_neighbor = peer in self.view.active
+        out = self._route(now, self.view.peer_down(now, peer), "hv")
+        if was_neighbor:
+            self._suspect(now, peer, out)
+        return out
+
+    def receive(self, now: float, src: str, msg: Any) -> list[Any]:
+        if self._stopped:
+            return []
+        if isinstance(msg, _TREE):
+            return self._route(now, self.tree.receive(now, src, msg), "pt")
+        if type(msg) is OverlayDigest:
+            return self._merge(now, msg.members)
+        return self._route(now, self.view.receive(now, src, msg), "hv")
+
+    def timer(self, now: float, key: Hashable) -> list[Any]:
+        if self._stopped:
+            return []
+        kind = key[0]  # type: ignore[index]
+        out: list[Any] = []
+        if kind == "hv" or kind == "pt":
+            core = self.view if kind == "hv" else self.tree
+            return self._route(now, core.timer(now, key[1]), kind)  # type: ignore[index]
+        if kind == "ae":
+            peer = self.view._pick(self.view.active)
+            if peer is not None:
+                out.append(Send(peer, OverlayDigest(tuple(self.members))))
+            out.append(SetTimer(("ae",), now + self.anti_entropy_interval))
+        elif kind == "link_lost":
+            peer = key[1]  # type: ignore[index]
+            if peer not in self.links and peer in self.view.active:
+                out += self._route(now, self.view.peer_down(now, peer), "hv")
+                self._suspect(now, peer, out)
+        elif kind == "suspicion":
+            _, name, incarnation = key  # type: ignore[misc]
+            current = self.members.get(name)
+            if current is not None and current.state == MemberState.SUSPECT and current.incarnation == incarnation:
+                down = replace(current, state=MemberState.DOWN)
+                out += self._merge(now, (down,))
+                out += self.broadcast(now, down)
+        return out
+
+    # ------------------------------------------------------------ internals
+
+    def _suspect(self, now: float, peer: str, out: list[Any]) -> None:
+        current = self.members.get(peer)
+        if current is not None and current.state == MemberState.UP:
+            record = replace(current, state=MemberState.SUSPECT)
+            out += self._merge(now, (record,))
+            out += self.broadcast(now, record)
+
+    def _route(self, now: float, effects: Iterable[Any], layer: str) -> list[Any]:
+        out: list[Any] = []
+        for effect in effects:
+            kind = type(effect)
+            if kind is SetTimer:
+                out.append(SetTimer((layer, effect.key), effect.at))
+            elif kind is NeighborUp:
+                self.tree.neighbor_up(now, effect.peer)
+                out.append(Send(effect.peer, OverlayDigest(tuple(self.members))))
+                if not self._announced:
+                    self._announced = True
+                    out += self.broadcast(now, self.members.me)
+                out.append(effect)
+            elif kind is NeighborDown:
+                self.tree.neighbor_down(now, effect.peer)
+                out.append(effect)
+            elif kind is Deliver:
+                if type(effect.payload) is Member:
+                    out += self._merge(now, (effect.payload,))
+                else:
+                    out.append(effect)  # a user payload: the driver hands it to its subscribers
+            else:
+                out.append(effect)
+        return out
+
+    def _merge(self, now: float, records: Iterable[Member]) -> list[Effect]:
+        out: list[Any] = []
+        for record in records:
+            merge = self.members.apply(record)
+            if merge.event is not None:
+                out.append(merge.event)
+                member = merge.event.member
+                if member.state == MemberState.SUSPECT:
+                    out.append(SetTimer(("suspicion", member.name, member.incarnation), now + self.suspicion_timeout))
+            if merge.refutation is not None:
+                out += self.broadcast(now, merge.refutation)
+        return out
