@@ -23,7 +23,7 @@ from typing import Union
 from .spans import Span
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     span: Span
 
@@ -31,14 +31,14 @@ class Node:
 # --------------------------------------------------------------------- terms
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Ident(Node):
     """A single identifier token (a key or a declared name)."""
 
     name: str
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Name(Node):
     """A possibly dotted reference: ``normal``, ``std.control``, ``n1``."""
 
@@ -49,7 +49,7 @@ class Name(Node):
         return ".".join(self.parts)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ModuleRef(Node):
     """A Python component reference ``package.module:ClassName``."""
 
@@ -61,22 +61,22 @@ class ModuleRef(Node):
         return f"{self.module}:{self.cls}"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class String(Node):
     value: str  # escapes already decoded
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Integer(Node):
     value: int
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Float(Node):
     value: float
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Duration(Node):
     """``200ms``, ``5s``, ``2m``, ``1h``; ``seconds`` is the normalised value."""
 
@@ -84,7 +84,7 @@ class Duration(Node):
     text: str
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Size(Node):
     """``256KB``, ``1MB``; ``bytes`` is the normalised value (1KB = 1024 B)."""
 
@@ -92,12 +92,12 @@ class Size(Node):
     text: str
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ListExpr(Node):
     items: list[Term]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ObjectExpr(Node):
     """A ``{ ... }`` body: items separated by commas or newlines."""
 
@@ -105,7 +105,7 @@ class ObjectExpr(Node):
     multiline: bool = False  # written over several lines in the source
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Call(Node):
     """``env("ECO_COOKIE")``, ``static_quorum(2)``."""
 
@@ -113,7 +113,7 @@ class Call(Node):
     args: list[Term]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class RangeExpr(Node):
     """``4..64``."""
 
@@ -127,7 +127,7 @@ Term = Union[Name, ModuleRef, String, Integer, Float, Duration, Size, ListExpr, 
 # --------------------------------------------------------------------- items
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Property(Node):
     """``key: term term ...``"""
 
@@ -135,7 +135,7 @@ class Property(Node):
     terms: list[Term]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Command(Node):
     """``key term term ...`` (no colon); a block ``key { ... }`` is a Command whose last term is an ObjectExpr."""
 
@@ -143,14 +143,14 @@ class Command(Node):
     terms: list[Term]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Carries(Node):
     """``carries Job, Thumb``"""
 
     types: list[Name]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class WhenRule(Node):
     """``when mailbox_depth > 100 for 10s: add 4``"""
 
@@ -168,7 +168,7 @@ Item = Union[Property, Command, Carries, WhenRule]
 # --------------------------------------------------------------- declarations
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ImportDecl(Node):
     """``import std.channels`` or ``import "common/types.eco"`` (``as alias`` optional)."""
 
@@ -176,7 +176,7 @@ class ImportDecl(Node):
     alias: Ident | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class TypeExpr(Node):
     """A message field type: ``str``, ``list[str]``, ``map[str, int]``, ``Job?``."""
 
@@ -185,32 +185,32 @@ class TypeExpr(Node):
     optional: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class FieldDecl(Node):
     name: Ident
     type: TypeExpr
     default: Term | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class MessageDecl(Node):
     name: Ident
     fields: list[FieldDecl]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ClusterDecl(Node):
     name: Ident
     body: ObjectExpr
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ChannelDecl(Node):
     name: Ident
     body: ObjectExpr
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class EcosystemDecl(Node):
     """``ecosystem name [on cluster] { ... }``"""
 
@@ -222,13 +222,13 @@ class EcosystemDecl(Node):
 Decl = Union[ImportDecl, ClusterDecl, MessageDecl, ChannelDecl, EcosystemDecl]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Comment(Node):
     text: str  # including the // or /* */ markers
     own_line: bool  # nothing but whitespace before it on its line
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Module(Node):
     """One parsed `.eco` file."""
 

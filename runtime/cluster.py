@@ -408,14 +408,16 @@ class ClusterMembership:
         self.topology = topology
         self.servers = self._servers()
         if topology == "hyparview":
+            # Neighbours are judged by phi; a swim block gives its period and suspicion timeout.
             if isinstance(detector, SwimDetector):
-                suspicion, grace = detector.suspicion_timeout, detector.probe_interval / 4
+                phi = PhiDetector(heartbeat=detector.probe_interval, acceptable_pause=detector.probe_interval)
+                suspicion = detector.suspicion_timeout
             else:
                 phi = detector if isinstance(detector, PhiDetector) else PhiDetector()
-                suspicion, grace = max(phi.acceptable_pause, phi.heartbeat), phi.heartbeat / 4
+                suspicion = max(phi.acceptable_pause, phi.heartbeat)
             self.core: Any = overlay.OverlayMembership(
                 self.name, cluster.topology, rng=self.rng, contacts=self._contacts(), labels=self.labels,  # type: ignore[arg-type]
-                incarnation=node.incarnation, suspicion_timeout=suspicion, link_grace=grace)
+                incarnation=node.incarnation, suspicion_timeout=suspicion, link_grace=phi.heartbeat / 4, phi=phi)
             self.detector = "hyparview"
         elif isinstance(detector, SwimDetector) and topology != "client_server":
             self.core = _SwimOverLinks(self.name, detector, rng=self.rng, labels=self.labels, incarnation=node.incarnation)
@@ -438,6 +440,7 @@ class ClusterMembership:
         self._opened: set[str] = set()
         self._traffic: dict[str, float] = {}
         self._broadcasts = _Subscribers()
+        self.sweep_links = True  # hyparview: False when the node also keeps `join` links (ecosystem traffic)
         node.handle(Kind.MEMBERSHIP, self._on_envelope)
         attach = getattr(node, "attach_membership", None)
         if attach is not None:
@@ -686,9 +689,11 @@ class ClusterMembership:
             self._apply(self.core.connect_failed(self._now(), peer))
 
     def _sweep(self, now: float) -> None:
-        """hyparview: close the links this driver opened to peers outside the active view, once idle."""
+        """hyparview: close links to peers outside the active view once idle."""
         keep = self.core.wanted_links()
-        for peer in sorted(self._opened - keep):
+        # Either side may close an idle link outside its active view: an active link is never
+        # idle (heartbeats), and a one-sided one is undone by HyParView's KeepAlive/Disconnect.
+        for peer in sorted(self._links - keep) if self.sweep_links else ():
             if now - self._traffic.get(peer, 0.0) >= TEMPORARY_LINK_IDLE and peer not in self._outbox:
                 self._opened.discard(peer)
                 self.node.disconnect(peer, "not an overlay neighbour")

@@ -10,8 +10,10 @@ The core behind ``topology hyparview`` in running nodes (the driver is
   records and user payloads (:meth:`broadcast`) reach every node at the cost of
   a spanning tree, not of every node sending to every node;
 * a :class:`~eco.runtime.membership.MemberList`: a neighbour whose link is lost
-  (and not back within ``link_grace``) or cannot be opened is broadcast as
-  *suspect*; unless it refutes (a live node hearing the rumour outbids it with
+  (and not back within ``link_grace``), cannot be opened, or whose phi (a
+  :class:`~eco.runtime.mesh.Heartbeat` every ``heartbeat`` over each active
+  link; any message counts) crosses the threshold is dropped from the active
+  view (HyParView repairs it) and broadcast as *suspect*; unless it refutes (a live node hearing the rumour outbids it with
   a higher incarnation) it is *down* after ``suspicion_timeout``.  New
   neighbours swap their whole member lists, and every ``anti_entropy_interval``
   a random neighbour gets one (repairs what a broadcast missed while the tree
@@ -27,11 +29,13 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from eco.plan.models import HyParViewTopology
+from eco.plan.models import HyParViewTopology, PhiDetector
 
 from .broadcast import Deliver, Gossip, Graft, IHave, PlumtreeNode, Prune
 from .hyparview import HyParViewNode, NeighborDown, NeighborUp
 from .membership import Effect, Member, MemberList, MemberState, Send, SetTimer
+from .mesh import Heartbeat
+from .phi import PhiRegistry
 
 __all__ = ["OverlayDigest", "OverlayMembership"]
 
@@ -60,6 +64,7 @@ class OverlayMembership:
         suspicion_timeout: float = 1.0,
         link_grace: float = 0.05,
         anti_entropy_interval: float = 1.0,
+        phi: PhiDetector | None = None,
     ) -> None:
         self.name = name
         self.rng = rng
@@ -70,6 +75,8 @@ class OverlayMembership:
         self.link_grace = link_grace
         self.anti_entropy_interval = anti_entropy_interval
         self.links: set[str] = set()
+        self.phi = phi or PhiDetector()
+        self.detectors = PhiRegistry(self.phi)
         self._announced = False
         self._stopped = False
 
@@ -87,6 +94,7 @@ class OverlayMembership:
     def start(self, now: float) -> list[Any]:
         out = self._route(now, self.view.start(now), "hv")
         out.append(SetTimer(("ae",), now + self.rng.uniform(0.5, 1.0) * self.anti_entropy_interval))
+        out.append(SetTimer(("hb",), now + self.rng.uniform(0, self.phi.heartbeat)))
         return out
 
     def leave(self, now: float) -> list[Any]:
@@ -127,6 +135,10 @@ class OverlayMembership:
     def receive(self, now: float, src: str, msg: Any) -> list[Any]:
         if self._stopped:
             return []
+        if src in self.view.active:
+            self.detectors.heartbeat(src, now)
+        if type(msg) is Heartbeat:
+            return []
         if isinstance(msg, _TREE):
             return self._route(now, self.tree.receive(now, src, msg), "pt")
         if type(msg) is OverlayDigest:
@@ -146,11 +158,16 @@ class OverlayMembership:
             if peer is not None:
                 out.append(Send(peer, OverlayDigest(tuple(self.members))))
             out.append(SetTimer(("ae",), now + self.anti_entropy_interval))
+        elif kind == "hb":
+            out.extend(Send(peer, Heartbeat()) for peer in sorted(self.view.active))
+            for peer in self.detectors.unavailable(now):
+                if peer in self.view.active:
+                    self._lost(now, peer, out)
+            out.append(SetTimer(("hb",), now + self.phi.heartbeat))
         elif kind == "link_lost":
             peer = key[1]  # type: ignore[index]
             if peer not in self.links and peer in self.view.active:
-                out += self._route(now, self.view.peer_down(now, peer), "hv")
-                self._suspect(now, peer, out)
+                self._lost(now, peer, out)
         elif kind == "suspicion":
             _, name, incarnation = key  # type: ignore[misc]
             current = self.members.get(name)
@@ -161,6 +178,11 @@ class OverlayMembership:
         return out
 
     # ------------------------------------------------------------ internals
+
+    def _lost(self, now: float, peer: str, out: list[Any]) -> None:
+        """A neighbour failed: repair the view around it and accuse it."""
+        out += self._route(now, self.view.peer_down(now, peer), "hv")
+        self._suspect(now, peer, out)
 
     def _suspect(self, now: float, peer: str, out: list[Any]) -> None:
         current = self.members.get(peer)
@@ -177,6 +199,8 @@ class OverlayMembership:
                 out.append(SetTimer((layer, effect.key), effect.at))
             elif kind is NeighborUp:
                 self.tree.neighbor_up(now, effect.peer)
+                self.detectors.remove(effect.peer)
+                self.detectors.heartbeat(effect.peer, now)  # judge it from now on
                 out.append(Send(effect.peer, OverlayDigest(tuple(self.members))))
                 if not self._announced:
                     self._announced = True
@@ -184,6 +208,7 @@ class OverlayMembership:
                 out.append(effect)
             elif kind is NeighborDown:
                 self.tree.neighbor_down(now, effect.peer)
+                self.detectors.remove(effect.peer)
                 out.append(effect)
             elif kind is Deliver:
                 if type(effect.payload) is Member:
