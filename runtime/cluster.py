@@ -595,6 +595,7 @@ class ClusterMembership:
         if peer.startswith(TOOL_PREFIX):
             return  # a tool such as `ecoc status`, not a member
         self._links.add(peer)
+        self._traffic[peer] = self._now() if self._started else 0.0  # a new link counts as fresh
         self._record("link_up", node=peer, incarnation=incarnation)
         if self._started and not self._left:
             self._apply(self.core.link_up(self._now(), peer))

@@ -139,7 +139,7 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
             if args.exit_on_stdin_eof:
                 nursery.start_soon(_watch_stdin, stop)
             try:
-                address = await nursery.start(node.serve, listen, args.join)
+                address = await nursery.start(node.serve, listen, _serve_joins(args.join, membership, plan, cluster))
             except ConnectError as exc:
                 report("fatal", message=str(exc))
                 print(f"ecoc node: error: {exc}", file=sys.stderr)
@@ -152,6 +152,18 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
             logging.getLogger("eco.runtime.node").info("node %s#%d up at %s", args.name, incarnation, address)
             await nursery.start(service.run)
     return status
+
+
+def _serve_joins(join: list[str], membership: ClusterMembership, plan: Plan, cluster: Cluster) -> list[str]:
+    """The addresses ``node.serve`` keeps links to.  With ``topology hyparview`` the membership
+    driver opens and closes links itself (the ``--join`` addresses are its contacts), unless the
+    cluster runs ecosystems: their processes talk directly, so the joined links stay."""
+    if not membership.manages_links:
+        return join
+    if any(e.cluster in (None, cluster.name) for e in plan.ecosystems):
+        membership.sweep_links = False
+        return join
+    return []
 
 
 class _Stopper:
