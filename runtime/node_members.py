@@ -19,8 +19,10 @@ and its ``labels``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import trio
 
 from eco.plan import Cluster
 
@@ -62,6 +64,7 @@ class ClusterView:
             self.name: Member(self.name, node.incarnation, MemberState.UP, self._labels.get(self.name, {}))
         }
         self._listeners: list[Listener] = []
+        self._changed: trio.Event | None = None  # set (and replaced) on every change, for wait_up
         if use_membership_api is None:
             use_membership_api = hasattr(node, "subscribe_members") and hasattr(node, "members")
         self.source = "membership" if use_membership_api else "connections"
@@ -92,6 +95,21 @@ class ClusterView:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(MemberEvent)`` on every change of a member's state or incarnation."""
         self._listeners.append(listener)
+
+    def all_up(self, names: Iterable[str]) -> bool:
+        """True when every node in ``names`` is an ``up`` member."""
+        states = {m.name: m.state for m in self.members()}
+        return all(states.get(n) == MemberState.UP for n in names)
+
+    async def wait_up(self, names: Iterable[str], timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every node in ``names`` is ``up``; returns whether they are."""
+        wanted = list(names)
+        with trio.move_on_after(timeout):
+            while not self.all_up(wanted):
+                if self._changed is None:
+                    self._changed = trio.Event()
+                await self._changed.wait()
+        return self.all_up(wanted)
 
     async def run(self) -> None:
         """Kept for callers that start it: events arrive by callback, so there is nothing to run."""
@@ -138,6 +156,9 @@ class ClusterView:
             return
         self._members[member.name] = member
         event = MemberEvent(member, None if current is None else current.state)
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
         for listener in list(self._listeners):
             try:
                 listener(event)
