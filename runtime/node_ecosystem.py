@@ -63,7 +63,7 @@ from .supervisor import ChildSpec, Supervisor, delete_child, start_child, termin
 from .transport import Connection
 from .wire import Envelope, Kind
 
-__all__ = ["EcosystemService", "SpawnRefused", "home_node", "worker_nodes", "REQUIRES_TIMEOUT"]
+__all__ = ["EcosystemService", "SpawnRefused", "home_node", "worker_nodes", "settle_timeout", "REQUIRES_TIMEOUT"]
 
 log = logging.getLogger("eco.runtime.node")
 
@@ -114,12 +114,30 @@ class _MemberChange:
         self.event = event
 
 
+class _LinkChange:
+    """Local message to an ecosystem host: the connection to ``peer`` opened (``up``) or was lost."""
+
+    __slots__ = ("peer", "up")
+
+    def __init__(self, peer: str, up: bool) -> None:
+        self.peer = peer
+        self.up = up
+
+
+def settle_timeout(cluster: Cluster) -> float:
+    """How long a first placement waits for the membership view to settle: five heartbeats, at least 1 s."""
+    detector = cluster.failure_detector
+    beat = getattr(detector, "heartbeat", None) or getattr(detector, "probe_interval", None) or 1.0
+    return max(1.0, 5 * float(beat))
+
+
 class EcosystemService:
     """The spawn service and ecosystem hosts of one node (see the module docstring)."""
 
     def __init__(self, node: Node, plan: Plan, cluster: Cluster, *, report: Report | None = None,
                  spawn_timeout: float = 10.0, requires_timeout: float = REQUIRES_TIMEOUT,
-                 rng: random.Random | None = None, load_interval: float = 0.5) -> None:
+                 rng: random.Random | None = None, load_interval: float = 0.5,
+                 settle: float | None = None) -> None:
         self.node = node
         self.kernel = node.kernel
         self.plan = plan
@@ -127,6 +145,7 @@ class EcosystemService:
         self.report: Report = report or (lambda event, **fields: None)
         self.spawn_timeout = spawn_timeout
         self.requires_timeout = requires_timeout
+        self.settle = settle_timeout(cluster) if settle is None else settle
         self.rng = rng or random.Random()
         self.view = ClusterView(node, cluster)
         self.load = LoadMonitor(node, interval=load_interval)
@@ -144,7 +163,7 @@ class EcosystemService:
         node.handle(Kind.SPAWN_REPLY, self._on_spawn_reply)
         node.on_node_down(self._on_node_down)
         self.view.subscribe(self._on_member)
-        node.on_peer(self._on_link_up, lambda peer: None)
+        node.on_peer(self._on_link_up, self._on_link_down)
         carries = {}
         for channel in plan.channels:
             for message in channel.carries:
@@ -279,9 +298,14 @@ class EcosystemService:
             eco = self.plan.ecosystem(ecosystem)
         except KeyError:
             raise NodeError(f"node {self.node.name} does not know ecosystem {ecosystem!r}") from None
-        allowed, why = spawn_allowed(eco.allow_spawn_from, self.view.member(requester))
+        member = self.view.member(requester)
+        allowed, why = spawn_allowed(eco.allow_spawn_from, member)
         if not allowed:
             log.warning("node %s: %s (ecosystem %s)", self.node.name, why, ecosystem)
+            if member is not None and member.state in (MemberState.DOWN, MemberState.LEFT):
+                # Not a policy refusal: this node's view is behind (after a partition heals) or the
+                # requester is stale. A plain NodeError lets the requester place the worker elsewhere.
+                raise NodeError(f"{why} (ecosystem {ecosystem}, worker {index})")
             raise SpawnRefused(f"{why} (ecosystem {ecosystem}, worker {index})")
         return await self._start_local(eco, index, generation, req["coordinator"])
 
@@ -364,12 +388,34 @@ class EcosystemService:
     def _on_link_up(self, peer: str, incarnation: int) -> None:
         # A member can be back `up` (by gossip) before its connection is, and a fence sent then
         # is dropped: so hosts fence again on every new connection (fencing is idempotent).
-        event = MemberEvent(Member(peer, incarnation, MemberState.UP), None)
+        self._tell_hosts(_LinkChange(peer, True))
+
+    def _on_link_down(self, peer: str) -> None:
+        # The coordinators' monitors of workers there just fired `noconnection`: they dropped them.
+        self._tell_hosts(_LinkChange(peer, False))
+
+    def _tell_hosts(self, msg: Any) -> None:
         for host in list(self._hosts.values()):
             try:
-                self.kernel.cast(host, _MemberChange(event))
+                self.kernel.cast(host, msg)
             except EcoRuntimeError:
                 pass
+
+    async def wait_settled(self) -> bool:
+        """Wait (at most ``settle`` seconds) until every declared node this node is connected to is ``up``.
+
+        Connections open before the membership layer has gossiped a node ``up``;
+        placing workers in between would leave that node out (an uneven first
+        placement).  Nodes not connected are not waited for (a takeover after a
+        node's loss must not wait for it).  Returns whether the view settled.
+        """
+        wanted = [n.name for n in self.cluster.nodes if n.name == self.node.name or self.node.is_connected(n.name)]
+        settled = await self.view.wait_up(wanted, self.settle)
+        if not settled:
+            log.warning("node %s: membership did not settle within %gs (up: %s); placing on the up members",
+                        self.node.name, self.settle,
+                        ", ".join(m.name for m in self.view.members() if m.state == MemberState.UP))
+        return settled
 
     def _on_member(self, event: MemberEvent) -> None:
         member = event.member
@@ -405,6 +451,9 @@ class _Host:
         self.generation_base = generation_base(takeover.term) if takeover is not None else 0
         self.cursor = 0
         self.budget = RestartBudget(eco.supervision.max_restarts, eco.supervision.within)
+        # Slots whose worker the coordinator dropped when its node's connection was lost
+        # (monitors fire `noconnection`) while the node itself was not declared down.
+        self.orphaned: set[int] = set()
         self.coordinator: PID | None = None
         self.started = trio.current_time()
 
@@ -459,6 +508,7 @@ class _Host:
 
     async def start_workers(self) -> None:
         eco = self.eco
+        await self.service.wait_settled()
         placement = place(eco.worker_count, eco.distribution, self.service.placement_context(self.cursor))
         self.cursor = placement.cursor
         exclude: set[str] = set()
@@ -481,8 +531,37 @@ class _Host:
         exclude = {node}
         placed = {}
         for index, target in moved.items():
+            self.orphaned.discard(index)
             placed[index] = await self.spawn_slot(index, target, exclude)
         self.report("recovered", ecosystem=eco.name, node=node,
+                    workers={str(i): n for i, n in sorted(placed.items())},
+                    seconds=round(trio.current_time() - began, 4))
+
+    def link_lost(self, node: str) -> None:
+        """The connection to ``node`` was lost: the coordinator no longer counts the workers there."""
+        self.orphaned.update(s.index for s in self.slots.on(node))
+
+    async def respawn_orphans(self, node: str) -> None:
+        """The connection to ``node`` is back and it was not declared down (a refuted suspicion).
+
+        The coordinator dropped its workers there when the connection was lost,
+        so they are re-spawned one generation up, in place (elsewhere if that
+        fails): the ecosystem gets back to its declared worker count, and the
+        factory (and the coordinator) fence the older generation.  Not counted
+        against the restart intensity: no worker failed.
+        """
+        member = self.service.view.member(node)
+        if member is not None and member.state in (MemberState.DOWN, MemberState.LEFT):
+            return  # heal() re-places them (or has already)
+        lost = [s.index for s in self.slots.on(node) if s.index in self.orphaned]
+        if not lost:
+            return
+        began = trio.current_time()
+        placed = {}
+        for index in lost:
+            self.orphaned.discard(index)
+            placed[index] = await self.spawn_slot(index, node, set())
+        self.report("respawned", ecosystem=self.eco.name, node=node,
                     workers={str(i): n for i, n in sorted(placed.items())},
                     seconds=round(trio.current_time() - began, 4))
 
@@ -564,6 +643,16 @@ async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosyste
                         return
                 elif member.state == MemberState.UP:
                     host.fence(member.name)
+            elif kind is _LinkChange:
+                if not msg.up:
+                    host.link_lost(msg.peer)
+                    continue
+                try:
+                    await host.respawn_orphans(msg.peer)
+                except (NodeError, PlacementError) as exc:
+                    host.fail(f"cannot re-spawn the workers dropped with the connection to node {msg.peer}: {exc}")
+                    return
+                host.fence(msg.peer)
     finally:
         service._coordinators.pop(eco.name, None)
         if takeover is not None and service._hosts.get(eco.name) == ctx.self:

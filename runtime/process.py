@@ -2,7 +2,7 @@
 
 One :class:`Context` exists per live process.  It holds the process's
 mailbox and link/monitor bookkeeping (the kernel owns and mutates those) and
-offers the process-facing API: ``send``, ``cast``, ``call``, ``receive``,
+offers the process-facing API: ``send``, ``cast``, ``call``, ``receive``, ``receive_batch``,
 ``reply``, ``spawn``, ``link``, ``monitor``, ``register``, ``exit``, ``log``.
 It uses ``__slots__`` and creates its link/monitor tables only when first
 needed, so an idle process stays within a few kilobytes.
