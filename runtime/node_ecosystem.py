@@ -23,6 +23,10 @@ Every node runs an :class:`EcosystemService`.  It is
   (:func:`~eco.runtime.placement.replace`) and re-spawned one generation up
   (the supervision's restart intensity applies; exceeding it fails the job),
   and a member that comes back is told to stop workers of fenced generations.
+  The first placement waits (bounded) until every connected node is ``up`` in
+  the membership view, and workers the coordinator dropped with a lost
+  connection are re-spawned one generation up when the connection comes back
+  without the node having been declared down (a refuted suspicion).
   It reports the coordinator's progress and outcome through ``report``.
 
 Lost nodes are also forwarded to each local coordinator as
@@ -406,10 +410,13 @@ class EcosystemService:
 
         Connections open before the membership layer has gossiped a node ``up``;
         placing workers in between would leave that node out (an uneven first
-        placement).  Nodes not connected are not waited for (a takeover after a
-        node's loss must not wait for it).  Returns whether the view settled.
+        placement).  Nodes not connected, or already ``down``, are not waited for
+        (a takeover after a node's loss must not wait for it).  Returns whether
+        the view settled.
         """
-        wanted = [n.name for n in self.cluster.nodes if n.name == self.node.name or self.node.is_connected(n.name)]
+        gone = {m.name for m in self.view.members() if m.state in (MemberState.DOWN, MemberState.LEFT)}
+        wanted = [n.name for n in self.cluster.nodes
+                  if n.name == self.node.name or (self.node.is_connected(n.name) and n.name not in gone)]
         settled = await self.view.wait_up(wanted, self.settle)
         if not settled:
             log.warning("node %s: membership did not settle within %gs (up: %s); placing on the up members",
