@@ -303,24 +303,36 @@ async def _maybe_await(value: Any) -> Any:
 
 
 class Checkpointer:
-    """Saves and loads one ecosystem's coordinator checkpoints (blocking I/O in worker threads)."""
+    """Saves and loads one ecosystem's coordinator checkpoints (blocking I/O in worker threads).
 
-    def __init__(self, url: str, ecosystem: str, every: float, *, keep: int = 3) -> None:
+    ``in_thread=False`` runs the store inline instead: under the simulator's MockClock a
+    worker thread would let simulated time jump while the disk is busy, which makes a
+    seeded run irreproducible.
+    """
+
+    def __init__(self, url: str, ecosystem: str, every: float, *, keep: int = 3, in_thread: bool = True) -> None:
         self.url = url
         self.ecosystem = ecosystem
         self.every = every
         self._store: CheckpointStore = open_checkpoint_store(url, keep=keep)
+        self._in_thread = in_thread
         self.saved = 0
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._in_thread:
+            return await trio.to_thread.run_sync(fn, *args)
+        await trio.lowlevel.checkpoint()
+        return fn(*args)
 
     async def save(self, kv: Mapping[str, Any] | None, app: bytes | None, meta: Mapping[str, Any] | None = None) -> int:
         blob = encode_checkpoint(kv, app)
-        version = await trio.to_thread.run_sync(self._store.save, self.ecosystem, blob, dict(meta or {}))
+        version = await self._blocking(self._store.save, self.ecosystem, blob, dict(meta or {}))
         self.saved += 1
         return version
 
     async def load_latest(self) -> tuple[int, dict[str, Any] | None, bytes | None, dict[str, Any]] | None:
         """``(version, kv, app, meta)`` of the newest intact checkpoint, or None."""
-        loaded = await trio.to_thread.run_sync(self._store.load_latest, self.ecosystem)
+        loaded = await self._blocking(self._store.load_latest, self.ecosystem)
         if loaded is None:
             return None
         version, blob, meta = loaded

@@ -118,7 +118,7 @@ async def test_checkpoint_round_trip_without_consensus(tmp_path, scheme):
 
 def test_takeover_seeds_an_empty_replicated_state_from_the_newest_checkpoint(tmp_path):
     url = f"sqlite://{tmp_path}/c.db"
-    cp = Checkpointer(url, "eco", 1.0)
+    cp = Checkpointer(url, "eco", 1.0, in_thread=False)  # simulated clock: no threads
     cp._store.save("eco", msgpack.packb({"kv": {"done": 3, "batch/1": [1]}, "app": b"A"}), {})
     out: dict = {}
 
