@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from .wire import Envelope, Kind
 
 __all__ = [
     "RAFT_CHANNEL_PREFIX", "LAN_CONFIG", "RaftRouter", "ConsensusGroup", "Activation", "TermFence",
-    "TermWork", "Fenced", "consensus_enabled", "candidate_nodes",
+    "TermWork", "Fenced", "consensus_enabled", "candidate_nodes", "is_candidate",
 ]
 
 log = logging.getLogger("eco.runtime.consensus")
@@ -75,6 +75,12 @@ def candidate_nodes(eco: Any, cluster: Any) -> list[str]:
         if chosen:
             return chosen
     return names
+
+
+def is_candidate(eco: Any, cluster: Any) -> Callable[[str], bool]:
+    """A predicate: may cluster member ``name`` join the ecosystem's Raft group? (:func:`candidate_nodes`)"""
+    allowed = frozenset(candidate_nodes(eco, cluster))
+    return allowed.__contains__
 
 
 # ------------------------------------------------------------------ fencing
@@ -187,12 +193,19 @@ class ConsensusGroup:
 
     ``data_dir``: where ``raft-<ecosystem>.db`` lives (SQLite, fsynced); None keeps
     the log in memory (tests, simulations).
+
+    The group follows the cluster (see docs/raft.md, "Group membership"): its leader
+    removes voters whose cluster member state is ``left`` and adds members that are
+    ``up`` and pass ``candidate`` (default: any member), one change at a time.  A node
+    merely ``down`` stays a voter.  ``joining=True`` starts a node outside the initial
+    configuration with no peers: it waits until the leader adds it.
     """
 
     def __init__(self, ecosystem: str, node_id: str, members: Iterable[str], router: RaftRouter, *,
                  data_dir: str | Path | None = None, config: RaftConfig = LAN_CONFIG,
                  tick_interval: float = 0.01, rng: random.Random | None = None,
-                 storage: Any = None) -> None:
+                 storage: Any = None, joining: bool = False,
+                 candidate: Callable[[str], bool] | None = None) -> None:
         from .coordinator_state import CoordinatorStateMachine
 
         self.ecosystem = ecosystem
@@ -207,7 +220,9 @@ class ConsensusGroup:
                 storage = SqliteStorage(Path(data_dir) / f"raft-{ecosystem}.db")
         self.storage = storage
         self.state_machine = CoordinatorStateMachine()
-        self.driver = RaftDriver(node_id, self.members, storage, router.sender(ecosystem),
+        self.candidate = candidate or (lambda name: True)
+        self._poke = trio.Event()
+        self.driver = RaftDriver(node_id, () if joining else self.members, storage, router.sender(ecosystem),
                                  state_machine=self.state_machine, config=config, tick_interval=tick_interval,
                                  rng=rng, persist_in_thread=isinstance(storage, SqliteStorage))
 
@@ -227,11 +242,72 @@ class ConsensusGroup:
         """Run the driver (registered with the router) until cancelled."""
         self.router.register(self.ecosystem, self.driver)
         try:
-            await self.driver.run(task_status=task_status)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.driver.run)
+                nursery.start_soon(self._follow_cluster)
+                task_status.started()
         finally:
             self.router.unregister(self.ecosystem, self.driver)
             if isinstance(self.storage, SqliteStorage):
                 self.storage.close()
+
+    @property
+    def voters(self) -> frozenset:
+        """The group's current configuration, as this node knows it."""
+        return self.driver.members
+
+    def next_change(self) -> tuple[str, bool] | None:
+        """The next membership change the leader should make: ``(node, add)``, or None.
+
+        Removals of members that left come first (they can only lower the quorum), then
+        additions of ``up`` candidates. ``down`` and ``suspect`` members are left alone.
+        """
+        states = {m.name: getattr(m.state, "label", str(m.state)) for m in self.router.node.members}
+        voters = self.driver.members
+        for name in sorted(voters):
+            if states.get(name) == "left" and len(voters) > 1:
+                return name, False
+        for name, state in sorted(states.items()):
+            if state == "up" and name not in voters and self.candidate(name):
+                return name, True
+        return None
+
+    async def _follow_cluster(self) -> None:
+        # Woken by member events and leader changes; only the leader acts, one change at a time
+        # (the driver waits for the previous change to commit). Failures are retried.
+        unsubscribe = self.router.node.subscribe_members(lambda _event: self._poke.set())
+        retry = max(0.05, 20 * self.driver.tick_interval)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._poke_on_leader_change)
+                while True:
+                    await self._poke.wait()
+                    self._poke = trio.Event()
+                    while self.driver.is_leader:
+                        change = self.next_change()
+                        if change is None:
+                            break
+                        name, add = change
+                        try:
+                            if add:
+                                await self.driver.add_server(name, timeout=retry * 20)
+                            else:
+                                await self.driver.remove_server(name, timeout=retry * 20)
+                        except RaftError as exc:
+                            log.info("ecosystem %s: %s %s failed (%s); retrying", self.ecosystem,
+                                     "adding" if add else "removing", name, exc)
+                            await trio.sleep(retry)
+                            self._poke.set()
+                            break
+                        log.info("ecosystem %s: %s %s; group now %s", self.ecosystem,
+                                 "added" if add else "removed", name, sorted(self.driver.members))
+        finally:
+            unsubscribe()
+
+    async def _poke_on_leader_change(self) -> None:
+        async for view in self.driver.leader_changes():
+            if view.is_leader:
+                self._poke.set()
 
     def holds(self, term: int) -> bool:
         """True while this node leads in ``term`` (the cheap, local check)."""

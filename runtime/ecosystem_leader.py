@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from .checkpoint import CheckpointError
-from .consensus import ConsensusGroup, Fenced, RaftRouter, candidate_nodes
+from .consensus import ConsensusGroup, Fenced, RaftRouter, candidate_nodes, is_candidate
 from .coordinator_state import Checkpointer, ReplicatedState
 from .errors import EcoRuntimeError
 from .raft_driver import RaftError
@@ -109,7 +109,8 @@ async def run_elected_ecosystem(service: Any, eco: Any, host_main: Any, *,
     """
     node = service.node
     members = candidate_nodes(eco, service.cluster)
-    group = ConsensusGroup(eco.name, node.name, members, router_for(service), data_dir=data_dir_for(service))
+    group = ConsensusGroup(eco.name, node.name, members, router_for(service), data_dir=data_dir_for(service),
+                           candidate=is_candidate(eco, service.cluster))
     checkpointer = None
     if eco.state.checkpoint is not None:
         try:

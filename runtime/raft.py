@@ -508,6 +508,16 @@ class RaftNode:
         """Propose removing one voter; a leader removing itself steps down once it commits."""
         return self._change_membership(node, add=False)
 
+    @property
+    def pending_change_index(self) -> int:
+        """On a leader: the index a new membership change must wait for (committed), else 0.
+
+        That is the last change's entry, or the leader's first entry of its term.
+        """
+        if self.role is not Role.LEADER or self._pending_conf_index <= self.commit:
+            return 0
+        return self._pending_conf_index
+
     def read_index(self, ctx: Any) -> None | NotLeader:
         """Ask for a linearizable read point; answered later as a :class:`ReadState` with ``ctx``.
 

@@ -182,6 +182,8 @@ class RaftDriver:
         self._read_rounds: dict[int, list[_Waiter]] = {}  # ctx -> reads of that round
         self._ready_reads: list[tuple[int, list[_Waiter]]] = []  # (index, reads) waiting to be applied
         self._read_ctx = 0
+        self._apply_watchers: list[tuple[int, _Waiter]] = []  # (index, waiter): resolved once applied
+        self._config_lock = trio.Lock()  # one membership change at a time
         self._deadlines: list[tuple[float, int, _Waiter, str, float]] = []  # heap swept by the tick loop
         self._deadline_seq = itertools.count()
         self._leader = LeaderChange(self.node.term, None, False)
@@ -208,6 +210,11 @@ class RaftDriver:
     def leadership(self) -> LeaderChange:
         """The current view (term, leader, is_leader)."""
         return self._leader
+
+    @property
+    def members(self) -> frozenset:
+        """The current configuration (voters), as this node knows it: effective once appended."""
+        return self.node.voters
 
     # ------------------------------------------------------------ running
 
@@ -310,6 +317,66 @@ class RaftDriver:
         """Linearizable read of ``key`` from the state machine (``state_machine.get(key)``)."""
         await self.read_barrier(timeout)
         return self.state_machine.get(key)
+
+    async def add_server(self, node_id: Any, timeout: float | None = None) -> frozenset:
+        """Add ``node_id`` as a voter (leader only) and return the configuration once committed.
+
+        One change at a time: waits for the previous change (and the leader's first entry of
+        its term) to commit. The new node starts with no peers (``peers=()``) and catches up
+        from the leader (appends or InstallSnapshot). Idempotent: adding a voter already in the
+        configuration just waits for the configuration to commit. Raises
+        :class:`NotLeaderError`, :class:`ProposalDropped`, :class:`RaftTimeout` (outcome
+        unknown: check :attr:`members` or retry).
+        """
+        return await self._change_membership(node_id, True, timeout)
+
+    async def remove_server(self, node_id: Any, timeout: float | None = None) -> frozenset:
+        """Remove voter ``node_id`` (leader only); like :meth:`add_server`.
+
+        A leader removing itself keeps leading until the removal commits, then steps down.
+        Removing the last voter raises :class:`RequestRejected`.
+        """
+        return await self._change_membership(node_id, False, timeout)
+
+    async def _change_membership(self, node_id: Any, add: bool, timeout: float | None) -> frozenset:
+        self._check_running()
+        if self.node.role is not Role.LEADER:
+            raise NotLeaderError(self.node.leader)
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            async with self._config_lock:
+                while True:
+                    node = self.node
+                    if node.role is not Role.LEADER:
+                        raise NotLeaderError(node.leader)
+                    pending = node.pending_change_index
+                    if pending:
+                        await self._wait_applied(pending)
+                        continue
+                    if add == (node_id in node.voters):
+                        return node.voters  # already there; nothing is pending, so it is committed
+                    index = node.add_server(node_id) if add else node.remove_server(node_id)
+                    if isinstance(index, NotLeader):
+                        raise NotLeaderError(index.leader_hint)
+                    if isinstance(index, Rejected):
+                        raise RequestRejected(index.reason)
+                    waiter = _Waiter()
+                    self._waiters[index] = (node.term, waiter)
+                    self._wake()
+                    await self._wait(waiter, None, "membership change")
+                    log.info("raft node %s: %s %s (members: %s)", self.id, "added" if add else "removed", node_id,
+                             sorted(node.voters, key=repr))
+                    return node.voters
+        raise RaftTimeout(f"membership change of {node_id!r} not committed within {timeout:g}s (outcome unknown)")
+
+    async def _wait_applied(self, index: int) -> None:
+        # Until the state machine applied ``index``; NotLeaderError if leadership is lost first.
+        if self.node.applied >= index:
+            await trio.lowlevel.checkpoint()
+            return
+        waiter = _Waiter()
+        self._apply_watchers.append((index, waiter))
+        self._wake()
+        await self._wait(waiter, None, "apply")
 
     async def wait_leader(self, timeout: float | None = None) -> LeaderChange:
         """Wait until some leader is known (this node or another) and return the view."""
@@ -518,6 +585,16 @@ class RaftDriver:
 
     def _finish_apply(self, rd: Ready) -> None:
         self.stats["applied"] += len(rd.committed_entries)
+        if self._apply_watchers:
+            applied = max(self.node.applied, rd.committed_entries[-1].index if rd.committed_entries else 0,
+                          rd.snapshot_to_apply.index if rd.snapshot_to_apply is not None else 0)
+            still = []
+            for index, w in self._apply_watchers:
+                if index <= applied:
+                    w.resolve(None)
+                else:
+                    still.append((index, w))
+            self._apply_watchers = still
         for rs in rd.read_states:
             reads = self._read_rounds.pop(rs.ctx, None)
             if reads:
@@ -556,6 +633,9 @@ class RaftDriver:
                 for w in reads:
                     w.fail(err)
             self._ready_reads.clear()
+            for _, w in self._apply_watchers:
+                w.fail(err)
+            self._apply_watchers.clear()
         log.info("raft node %s: term %d, leader %s%s", self.id, term, leader, " (us)" if view.is_leader else "")
 
     def _maybe_compact(self) -> None:
@@ -583,5 +663,8 @@ class RaftDriver:
             for w in reads:
                 w.fail(error)
         self._ready_reads.clear()
+        for _, w in self._apply_watchers:
+            w.fail(error)
+        self._apply_watchers.clear()
         self._expire(math.inf)
         self._leader_changed.set()

@@ -22,25 +22,38 @@ OnActive = Callable[[ConsensusGroup, Any], Awaitable[None]]
 class SimEcosystem:
     """Each node runs the group of ecosystem ``eco`` and, while it leads, ``on_active(group, activation)``."""
 
-    def __init__(self, n: int, seed: int, on_active: OnActive | None = None) -> None:
+    def __init__(self, n: int, seed: int, on_active: OnActive | None = None, *, spares: int = 0,
+                 membership: Callable[[Node], Any] | None = None) -> None:
         self.ids = [f"n{i}" for i in range(1, n + 1)]
+        # Spare nodes start (joining=True: no peers) once start_spare() is called.
+        self.spares = [f"n{i}" for i in range(n + 1, n + spares + 1)]
+        self._spare_go = {s: trio.Event() for s in self.spares}
+        self.membership = membership  # node -> member source to attach (default: its connections)
         self.sim = Simulation(seed, link=LinkSpec(delay=Uniform(0.0005, 0.002)), transport_options=FAST,
                               trace_messages=False)
         self.groups: dict[str, ConsensusGroup] = {}
         self.history: list[tuple[float, str, int, str]] = []  # (time, node, term, "active"/"deposed")
         self.on_active = on_active
         self.done = False
-        for i in self.ids:
+        for i in self.ids + self.spares:
             self.sim.add_host(i, self._host)
 
+    def start_spare(self, name: str) -> None:
+        self._spare_go[name].set()
+
     async def _host(self, transport, host) -> None:
+        if host.name in self._spare_go:
+            await self._spare_go[host.name].wait()
         async with Kernel(host.name, incarnation=host.incarnation) as kernel:
             node = Node(kernel, transport, rng=host.rng)
+            if self.membership is not None:
+                node.attach_membership(self.membership(node))
             router = RaftRouter(node)
-            group = ConsensusGroup("eco", host.name, self.ids, router, rng=host.rng)
+            group = ConsensusGroup("eco", host.name, self.ids, router, rng=host.rng,
+                                   joining=host.name in self.spares)
             self.groups[host.name] = group
             async with trio.open_nursery() as nursery:
-                await nursery.start(node.serve, None, [p for p in self.ids if p < host.name])
+                await nursery.start(node.serve, None, [p for p in self.ids + self.spares if p < host.name])
                 await nursery.start(group.run)
                 nursery.start_soon(self._activations, group)
                 await trio.sleep_forever()

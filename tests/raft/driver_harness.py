@@ -24,17 +24,24 @@ class SimRaft:
     """N raft hosts plus one scenario host on a seeded :class:`Simulation`."""
 
     def __init__(self, n: int, seed: int, *, storage: str = "memory", data_dir: Path | None = None,
-                 link: LinkSpec = LinkSpec(delay=Uniform(0.0005, 0.002)), compact_every: int = 10_000) -> None:
+                 link: LinkSpec = LinkSpec(delay=Uniform(0.0005, 0.002)), compact_every: int = 10_000,
+                 spares: int = 0) -> None:
         self.ids = [f"n{i}" for i in range(1, n + 1)]
+        # Spare hosts start empty (peers=()) once start_spare() is called, and wait to be added.
+        self.spares = [f"n{i}" for i in range(n + 1, n + spares + 1)]
+        self._spare_go = {s: trio.Event() for s in self.spares}
         self.sim = Simulation(seed, link=link, transport_options=FAST_TRANSPORT, trace_messages=False)
         self.storage_kind = storage
         self.data_dir = data_dir
         self.compact_every = compact_every
-        self.memory = {i: MemoryStorage() for i in self.ids}
+        self.memory = {i: MemoryStorage() for i in self.ids + self.spares}
         self.drivers: dict[str, RaftDriver] = {}
         self.done = False
-        for i in self.ids:
+        for i in self.ids + self.spares:
             self.sim.add_host(i, self._host_main)
+
+    def start_spare(self, name: str) -> None:
+        self._spare_go[name].set()
 
     def _storage(self, name: str) -> Any:
         if self.storage_kind == "sqlite":
@@ -43,9 +50,12 @@ class SimRaft:
         return self.memory[name]
 
     async def _host_main(self, transport, ctx) -> None:
-        mesh = RaftMesh(transport, {p: p for p in self.ids if p != ctx.name}, rng=ctx.rng)
+        if ctx.name in self._spare_go:
+            await self._spare_go[ctx.name].wait()
+        mesh = RaftMesh(transport, {p: p for p in self.ids + self.spares if p != ctx.name}, rng=ctx.rng)
         storage = self._storage(ctx.name)
-        driver = RaftDriver(ctx.name, self.ids, storage, mesh.send, state_machine=KVStateMachine(), config=CONFIG,
+        peers = () if ctx.name in self.spares else self.ids
+        driver = RaftDriver(ctx.name, peers, storage, mesh.send, state_machine=KVStateMachine(), config=CONFIG,
                             tick_interval=TICK, rng=ctx.rng, compact_every=self.compact_every)
         mesh.deliver = driver.deliver
         self.drivers[ctx.name] = driver
