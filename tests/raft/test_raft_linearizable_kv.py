@@ -47,7 +47,7 @@ def _run(seed, duration, *, crashes=True, tmp_path=None, compact=20, config=None
     return w
 
 
-@seeded(12)
+@seeded(100)
 def test_kv_linearizable_with_partitions_and_crashes(seed):
     _run(seed, 1500)
 
@@ -57,7 +57,7 @@ def test_kv_linearizable_with_sqlite_storage(seed, tmp_path):
     _run(seed, 1000, tmp_path=tmp_path)
 
 
-@seeded(12)
+@seeded(60)
 def test_kv_linearizable_partitions_only(seed):
     _run(seed + 500, 1500, crashes=False)
 
