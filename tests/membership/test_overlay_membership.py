@@ -1,0 +1,178 @@
+"""Member lists carried by the HyParView + Plumtree overlay (``OverlayStack``) at scale.
+
+The simulated overlay has no failure detector of its own: a real driver judges each active
+link (connection reset, phi on heartbeats) and calls ``peer_down``. ``SimNet`` models that for
+crashes (``detect_delay`` after the crash, on every neighbour) and for messages sent to a dead
+node; for a partition and for false alarms under loss the tests below play the link detector
+themselves (``_judge_links``), at the same ``detect_delay``.
+"""
+
+import random
+
+import pytest
+
+from eco.plan.models import HyParViewTopology
+from eco.runtime.membership import MemberEvent, MemberState
+from eco.runtime.membership_sim import SimNet, build_overlay, overlay_problems
+
+CONFIG = HyParViewTopology(active=5, passive=30, shuffle_interval=2.0)
+# Building 1,000 nodes that each track 1,000 members takes about 70 s of CPU here (every new
+# neighbour gets the whole member list), so those cases run with -m slow.
+SIZES = [50, pytest.param(1000, marks=pytest.mark.slow)]
+
+
+def _cluster(seed, n):
+    net = SimNet(seed, fifo=True)
+    names = build_overlay(net, n, CONFIG, join_spacing=0.02)
+    return net, names
+
+
+def _state(net, viewer, name):
+    record = net.nodes[viewer].members.get(name)
+    return None if record is None else record.state
+
+
+def _all_up(net, names):
+    """Every live node lists every name in ``names`` as up."""
+    return all(_state(net, x, name) == MemberState.UP for x in net.alive() for name in names)
+
+
+def _converge(net, names, timeout=30):
+    t = net.run_until_true(lambda: _all_up(net, names), timeout=timeout)
+    assert t is not None, f"member lists did not converge within {timeout}s: {_laggards(net, names)}"
+    return t
+
+
+def _laggards(net, names, limit=10):
+    """A few (viewer, member, state) triples that are not up, for failure messages."""
+    out = []
+    for x in net.alive():
+        for name in names:
+            state = _state(net, x, name)
+            if state != MemberState.UP:
+                out.append((x, name, state))
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def _downs_of_live(net):
+    """(viewer, member) pairs where a live node holds another live node as down or left."""
+    live = net.alive()
+    return [
+        (x, m.name) for x in live for m in net.nodes[x].members
+        if m.name in net._alive and not m.alive
+    ]
+
+
+def _judge_links(net, fails):
+    """Play the per-link failure detector: ``peer_down`` on each active link ``fails(a, b)`` accuses."""
+    for a in net.alive():
+        for b in sorted(net.nodes[a].view.active):
+            if fails(a, b):
+                net.call(a, "peer_down", b)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_member_lists_converge_after_joins(seed, n):
+    net, names = _cluster(seed, n)
+    _converge(net, names)
+    assert all(len(net.nodes[x].members) == n for x in names)  # nobody invented members
+    assert overlay_problems(net) == []
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_crashes_are_detected_by_every_survivor(seed, n):
+    net, names = _cluster(seed, n)
+    _converge(net, names)
+    crashed = random.Random(seed).sample(names, max(2, n // 100))
+    net.record_effects = lambda e: isinstance(e, MemberEvent)
+    crashed_at = net.now
+    net.crash(crashed)
+    # detect_delay (1 s) on the neighbours, then one broadcast over a tree the crash may have
+    # cut (repaired by IHave/Graft within graft_timeout 0.5 s plus retries).
+    bound = net.detect_delay + 3.0
+    t = net.run_until_true(
+        lambda: all(_state(net, x, c) == MemberState.DOWN for x in net.alive() for c in crashed),
+        timeout=bound, step=0.05,
+    )
+    assert t is not None, f"not every survivor saw the crashes within {bound}s"
+    print(f"{n} nodes, {len(crashed)} crashed: down everywhere after {t - crashed_at:.2f}s")
+    net.run_for(10)  # later repairs must not accuse anyone alive either
+    assert _downs_of_live(net) == []
+    false = [(x, e.member.name) for _, x, e in net.effects_seen if not e.member.alive and e.member.name not in crashed]
+    assert false == [], f"live nodes were marked down: {false[:10]}"
+    assert overlay_problems(net) == []
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_no_permanent_false_positives_under_loss(seed, n):
+    """10% of every message (overlay, broadcast and digest alike) is lost for 30 s.
+
+    Loss alone never makes the simulated overlay accuse anyone (only a link detector does),
+    so during the lossy period the link detector misfires too: each second about 1% of the
+    live nodes wrongly declare one of their neighbours failed, as phi would when heartbeats
+    go missing. The accused hear the rumour and refute it; once the loss stops, every node
+    must be up everywhere again and the overlay must be whole.
+    """
+    net, names = _cluster(seed, n)
+    _converge(net, names)
+    rng = random.Random(seed)
+    net.record_effects = lambda e: isinstance(e, MemberEvent)
+    net.loss = 0.10
+    accused: set[str] = set()
+    for _ in range(30):
+        net.run_for(1.0)
+        for a in rng.sample(net.alive(), max(1, n // 100)):
+            peer = net.nodes[a].view._pick(net.nodes[a].view.active)
+            if peer is not None:
+                accused.add(peer)
+                net.call(a, "peer_down", peer)
+    downs = {e.member.name for _, _, e in net.effects_seen if e.kind == "down"}
+    assert downs, "the misfiring detector accused nobody: this test would prove nothing"
+    assert downs <= accused
+    net.loss = 0.0
+    t0 = net.now
+    _converge(net, names, timeout=30)
+    print(f"{n} nodes: {len(downs)} falsely accused, all up again {net.now - t0:.1f}s after the loss stopped")
+    refuted = [x for x in downs if net.nodes[x].members.me.incarnation > 0]
+    assert refuted, "nobody refuted"
+    net.run_for(2 * CONFIG.shuffle_interval)  # KeepAlives remove links one side dropped
+    assert overlay_problems(net) == []
+
+
+@pytest.mark.xfail(
+    reason="known bug: after a heal, nodes whose active views are full never dial their passive "
+    "entries, so the halves can stay two overlays (seeds 1, 2, 3: still split 60 s after healing; "
+    "the default seed reconnects only after ~43 s through an under-full node's repair)",
+    strict=False,
+)
+# Only 50 nodes until the bug is fixed: at 1,000 nodes the wait for a heal that never comes
+# outlasts the per-test timeout, which xfail cannot absorb.
+@pytest.mark.parametrize("n", [50])
+def test_partition_heals(seed, n):
+    net, names = _cluster(seed, n)
+    _converge(net, names)
+    shuffled = random.Random(seed).sample(names, n)
+    left, right = set(shuffled[: n // 2]), set(shuffled[n // 2:])
+    net.record_effects = lambda e: isinstance(e, MemberEvent)
+    net.partition(left, right)
+    across = lambda a, b: (a in left) != (b in left)  # noqa: E731
+    for _ in range(20):  # 20 s apart; each second the link detector drops links across the cut
+        net.run_for(net.detect_delay)
+        _judge_links(net, across)
+    # Each side judged its neighbours across the cut (only neighbours judge; the rest of the
+    # other side is not accused, since nobody there was watching it).
+    accused = {e.member.name for _, _, e in net.effects_seen if e.kind == "down"}
+    assert accused & left and accused & right
+    assert all(not across(a, b) for a in net.alive() for b in net.nodes[a].view.active)
+    net.heal()
+    t0 = net.now
+    _converge(net, names, timeout=60)
+    print(f"{n} nodes: {len(accused)} accused across the cut, all up {net.now - t0:.1f}s after healing")
+    for name in accused:  # the accused outbid the rumour, and everyone holds the new record
+        own = net.nodes[name].members.me.incarnation
+        assert own > 0
+        assert {net.nodes[x].members.get(name).incarnation for x in names} == {own}
+    net.run_for(2 * CONFIG.shuffle_interval)
+    assert overlay_problems(net) == []
