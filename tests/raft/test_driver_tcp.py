@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 
 import trio
 
 from eco.runtime.handshake import Identity
 from eco.runtime.raft_client import RaftClientError, open_raft_client
 from eco.runtime.raft_server import RaftServer
+from eco.runtime.launcher import free_ports
 from eco.runtime.secrets import Cookie
 from eco.runtime.tcp import open_tcp_transport
 from eco.runtime.transport import TransportConfig
 
 COOKIE = Cookie("tcp-test-cookie-0123456789")
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _config(name: str) -> TransportConfig:
