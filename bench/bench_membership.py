@@ -6,11 +6,15 @@ Everything runs on :class:`eco.runtime.membership_sim.SimNet` (simulated time,
 latency 1-10 ms, no loss), so the figures are simulated seconds and message
 counts, independent of the machine. Per size:
 
-* HyParView + Plumtree (plan defaults: active 5, passive 30, shuffle 10 s):
-  ``overlay_s`` -- from the last join until every view invariant holds and the
-  overlay is connected; ``event_s`` -- time for a membership event broadcast to
-  reach every node (mean over 5 events); ``msgs_node_s`` -- messages sent per
-  node per simulated second in steady state with one membership event per second.
+* HyParView + Plumtree: :class:`eco.runtime.overlay.OverlayMembership`, the core
+  real nodes run (plan defaults: active 5, passive 30, shuffle 10 s, phi
+  heartbeat 1 s), without member lists (``track_members=False``: 10,000 full
+  member lists do not fit in one process): ``overlay_s`` -- from the last join
+  until every view invariant holds and the overlay is connected; ``event_s`` --
+  time for a membership event broadcast to reach every node (mean over 5
+  events); ``msgs_node_s`` -- messages sent per node per simulated second in
+  steady state with one membership event per second, of which
+  ``heartbeats_node_s`` are the phi heartbeats on the active links.
 * SWIM (plan defaults: probe 1 s, k = 3, suspicion 5 s), up to 1,000 nodes
   (every node holds the full member list, which for 10,000 simulated nodes in
   one process would be 10^8 records): ``join_s`` -- until every node knows every
@@ -29,18 +33,16 @@ import time
 
 from eco.plan.models import HyParViewTopology, SwimDetector
 from eco.runtime.membership import MemberState
-from eco.runtime.membership_sim import SimNet, build_overlay, overlay_problems
+from eco.runtime.broadcast import Deliver
+from eco.runtime.membership_sim import SimNet, build_overlay, delivered, overlay_problems
 from eco.runtime.swim import SwimNode
 
 
 def bench_overlay(n: int, seed: int) -> dict:
     net = SimNet(seed, fifo=True)
-    arrivals: dict = {}
+    net.record_effects = lambda e: type(e) is Deliver
     spacing = min(0.02, 50.0 / n)
-    names = build_overlay(
-        net, n, HyParViewTopology(), join_spacing=spacing, track_members=False,
-        on_deliver=lambda node, d: arrivals.setdefault(d.id, []).append(net.now),
-    )
+    names = build_overlay(net, n, HyParViewTopology(), join_spacing=spacing, track_members=False)
     joined = net.now
     done = net.run_until_true(lambda: not overlay_problems(net), timeout=300, step=0.5)
     overlay_s = None if done is None else done - joined
@@ -51,21 +53,25 @@ def bench_overlay(n: int, seed: int) -> dict:
         net.call(src, "broadcast", ("member-event", src))
         msg_id = (src, net.nodes[src].tree._seq)
         net.run_for(5)
-        times = arrivals.get(msg_id, [])
+        times = delivered(net, msg_id).values()
         latencies.append(max(times) - start if len(times) == n else None)
+    net.record_effects = None
     duration = 20.0 if n <= 1000 else 10.0
     before = sum(net.sent.values())
+    heartbeats_before = net.sent_by_type["Heartbeat"]
     end = net.now + duration
     while net.now < end:
         net.call(net.rng.choice(names), "broadcast", ("member-event",))
         net.run_for(1.0)
     load = (sum(net.sent.values()) - before) / n / duration
+    heartbeats = (net.sent_by_type["Heartbeat"] - heartbeats_before) / n / duration
     complete = [x for x in latencies if x is not None]
     return {
         "overlay_s": overlay_s,
         "event_s": round(sum(complete) / len(complete), 4) if complete else None,
         "event_all_reached": len(complete) == len(latencies),
         "msgs_node_s": round(load, 2),
+        "heartbeats_node_s": round(heartbeats, 2),
     }
 
 

@@ -188,11 +188,12 @@ async def _eco_bench(address: str, cookie: Cookie, messages: int, round_trips: i
                 assert got == messages, (got, messages)
                 me = ctx.self
                 receive = ctx.receive
-                start = time.perf_counter()
+                start, cpu, peer_cpu = time.perf_counter(), time.process_time(), _cpu_of(peer_pid)
                 for _ in range(round_trips):
                     await send(echo, (me, PAYLOAD))
                     await receive()
                 out["round_trips"] = round_trips / (time.perf_counter() - start)
+                out["round_trip_cpu_us"] = (time.process_time() - cpu + _cpu_of(peer_pid) - peer_cpu) / round_trips * 1e6
                 done.set()
 
             await kernel.spawn(driver)
@@ -240,11 +241,12 @@ async def _raw_bench(port: int, messages: int, round_trips: int, peer_pid: int) 
     out["one_way"] = await one_way(messages)
     out["one_way_batch"] = out["one_way"]  # (the raw receiver always handles a read's frames in one loop)
     out["receive_batch_cpu_us"] = out["receive_cpu_us"]
-    start = time.perf_counter()
+    start, cpu, peer_cpu = time.perf_counter(), time.process_time(), _cpu_of(peer_pid)
     for seq in range(round_trips):
         await stream.send_all(pack((1, seq, PAYLOAD)))
         await next_reply()
     out["round_trips"] = round_trips / (time.perf_counter() - start)
+    out["round_trip_cpu_us"] = (time.process_time() - cpu + _cpu_of(peer_pid) - peer_cpu) / round_trips * 1e6
     await stream.aclose()
     return out
 
@@ -305,7 +307,8 @@ def main() -> None:
             f"(CPU µs/msg sender {eco['send_cpu_us']:.2f} vs {raw['send_cpu_us']:.2f}, "
             f"receiver {eco['receive_cpu_us']:.2f} vs {raw['receive_cpu_us']:.2f}), "
             f"one-way with receive_batch {eco['one_way_batch']:,.0f} (receiver CPU {eco['receive_batch_cpu_us']:.2f}), "
-            f"round trips {eco['round_trips']:,.0f} vs {raw['round_trips']:,.0f}",
+            f"round trips {eco['round_trips']:,.0f} vs {raw['round_trips']:,.0f} "
+            f"(CPU µs per round trip, both sides {eco.get('round_trip_cpu_us', 0):.1f} vs {raw['round_trip_cpu_us']:.1f})",
             file=sys.stderr,
         )
     median = {name: {key: statistics.median(values) for key, values in figures.items()} for name, figures in runs.items() if name != "ratio"}
@@ -317,7 +320,12 @@ def main() -> None:
         ("round_trips", "round trips/s", 1.0),
     ):
         print(f"{label:14}{median['eco'][key]:>14,.0f}{median['raw'][key]:>14,.0f}{ratio[key]:>8.2f}{target:>8.1f}")
-    for key, label in (("send_cpu_us", "send CPU µs"), ("receive_cpu_us", "recv CPU µs"), ("receive_batch_cpu_us", "  with batch")):
+    for key, label in (
+        ("send_cpu_us", "send CPU µs"),
+        ("receive_cpu_us", "recv CPU µs"),
+        ("receive_batch_cpu_us", "  with batch"),
+        ("round_trip_cpu_us", "CPU µs/trip"),
+    ):
         print(f"{label:14}{median['eco'][key]:>14.2f}{median['raw'][key]:>14.2f}{ratio[key]:>8.2f}")
     summary = {
         "bench": "node",
@@ -339,6 +347,9 @@ def main() -> None:
         "eco_receive_cpu_us": round(median["eco"]["receive_cpu_us"], 3),
         "eco_receive_batch_cpu_us": round(median["eco"]["receive_batch_cpu_us"], 3),
         "raw_receive_cpu_us": round(median["raw"]["receive_cpu_us"], 3),
+        # CPU per round trip, both processes together (µs)
+        "eco_round_trip_cpu_us": round(median["eco"]["round_trip_cpu_us"], 1),
+        "raw_round_trip_cpu_us": round(median["raw"]["round_trip_cpu_us"], 1),
     }
     print(json.dumps(summary))
 

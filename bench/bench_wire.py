@@ -7,7 +7,8 @@ two-OS-process node benchmark comes with the Node).  The raw baseline does the
 same work with a bare trio socket and msgpack: the sender packs messages into a
 buffer and flushes it in batches, the receiver feeds a streaming Unpacker.
 eco is measured two ways: the queue API (``await send`` / ``async for``) and
-the fast paths a node uses (``send_nowait`` and a ``set_receiver`` callback).
+the fast paths a node uses (``send_raw_nowait`` and a ``set_receiver`` callback,
+and ``payload_offer``, whose queued sends travel as SEND_BATCH frames).
 Each run measures raw and eco back to back; the figures are medians over the
 runs (the ratio is the median of the per-run ratios).  The last line is a JSON
 summary.
@@ -31,6 +32,7 @@ from eco.runtime.wire import Envelope, FrameDecoder, FrameEncoder, Kind
 
 PAYLOAD = b"x" * 100
 CAST, CALL = int(Kind.CAST), int(Kind.CALL)  # the raw baseline packs plain ints
+SEND_BATCH = Kind.SEND_BATCH
 COOKIE = Cookie.generate()
 
 
@@ -110,6 +112,36 @@ async def eco_one_way_fast(n: int) -> float:
                 send(CAST, "bench", None, None, i, PAYLOAD)
             except trio.WouldBlock:
                 await conn.send(Envelope(CAST, "bench", None, None, i, PAYLOAD))
+        await done.wait()
+        elapsed = time.perf_counter() - start
+        await conn.aclose()
+    return n / elapsed
+
+
+async def eco_one_way_batched(n: int) -> float:
+    """One-way as the node sends: a payload_offer per destination (SEND frames, coalesced into
+    SEND_BATCH frames while the writer is busy) and a raw receiver callback."""
+    done = trio.Event()
+    count = 0
+
+    def on_frame(frame):
+        nonlocal count
+        count += len(frame[6]) if frame[1] is SEND_BATCH else 1
+        if count >= n:
+            done.set()
+
+    async def handler(conn):
+        conn.set_receiver(on_frame, raw=True)
+        await done.wait()
+
+    async with open_tcp_transport(_config("server")) as server, open_tcp_transport(_config("client")) as client:
+        address = await server.listen(handler)
+        conn = await client.connect(address)
+        offer = conn.payload_offer(conn.frame_head(Kind.SEND, "bench", None, None, 0))
+        start = time.perf_counter()
+        for i in range(n):
+            if not offer(PAYLOAD):
+                await conn.send(Envelope(Kind.SEND, "bench", None, None, 0, PAYLOAD))
         await done.wait()
         elapsed = time.perf_counter() - start
         await conn.aclose()
@@ -231,17 +263,19 @@ def main() -> None:
 
     framing = bench_framing(args.messages)
     print(f"framing: encode {framing['encode_per_s']:,.0f} envelopes/s, decode {framing['decode_per_s']:,.0f} envelopes/s, {framing['frame_bytes']:.0f} bytes/frame")
-    runs: dict[str, list[float]] = {k: [] for k in ("ow_raw", "ow_eco", "ow_fast", "pp_raw", "pp_eco", "pp_fast")}
+    runs: dict[str, list[float]] = {k: [] for k in ("ow_raw", "ow_eco", "ow_fast", "ow_batched", "pp_raw", "pp_eco", "pp_fast")}
     for run in range(args.runs):
         # Raw and eco back to back in each run, so both see the same machine load.
         runs["ow_raw"].append(trio.run(raw_one_way, args.messages))
         runs["ow_eco"].append(trio.run(eco_one_way, args.messages))
         runs["ow_fast"].append(trio.run(eco_one_way_fast, args.messages))
+        runs["ow_batched"].append(trio.run(eco_one_way_batched, args.messages))
         runs["pp_raw"].append(trio.run(raw_ping_pong, args.round_trips))
         runs["pp_eco"].append(trio.run(eco_ping_pong, args.round_trips))
         runs["pp_fast"].append(trio.run(eco_ping_pong_fast, args.round_trips))
         print(
-            f"run {run + 1}: one-way raw {runs['ow_raw'][-1]:,.0f}, eco {runs['ow_eco'][-1]:,.0f}, eco fast {runs['ow_fast'][-1]:,.0f} msgs/s; "
+            f"run {run + 1}: one-way raw {runs['ow_raw'][-1]:,.0f}, eco {runs['ow_eco'][-1]:,.0f}, eco fast {runs['ow_fast'][-1]:,.0f}, "
+            f"eco batched {runs['ow_batched'][-1]:,.0f} msgs/s; "
             f"ping-pong raw {runs['pp_raw'][-1]:,.0f}, eco {runs['pp_eco'][-1]:,.0f}, eco fast {runs['pp_fast'][-1]:,.0f} round trips/s"
         )
 
@@ -252,7 +286,8 @@ def main() -> None:
     print(
         f"one-way (100-byte payload), medians of {args.runs}: raw trio+msgpack {med['ow_raw']:,.0f} msgs/s; "
         f"eco send/receive {med['ow_eco']:,.0f} (ratio {ratio('ow_eco', 'ow_raw'):.2f}); "
-        f"eco send_raw_nowait/raw receiver {med['ow_fast']:,.0f} (ratio {ratio('ow_fast', 'ow_raw'):.2f})"
+        f"eco send_raw_nowait/raw receiver {med['ow_fast']:,.0f} (ratio {ratio('ow_fast', 'ow_raw'):.2f}); "
+        f"eco payload_offer/raw receiver (SEND_BATCH) {med['ow_batched']:,.0f} (ratio {ratio('ow_batched', 'ow_raw'):.2f})"
     )
     print(
         f"ping-pong, medians of {args.runs}: raw trio+msgpack {med['pp_raw']:,.0f} round trips/s; "
@@ -269,6 +304,8 @@ def main() -> None:
         "one_way_ratio": round(ratio("ow_eco", "ow_raw"), 3),
         "one_way_eco_fast": round(med["ow_fast"]),
         "one_way_fast_ratio": round(ratio("ow_fast", "ow_raw"), 3),
+        "one_way_eco_batched": round(med["ow_batched"]),
+        "one_way_batched_ratio": round(ratio("ow_batched", "ow_raw"), 3),
         "round_trips_raw": round(med["pp_raw"]),
         "round_trips_eco": round(med["pp_eco"]),
         "round_trip_ratio": round(ratio("pp_eco", "pp_raw"), 3),

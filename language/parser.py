@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 
-from . import ast, codes
+from . import ast, codes, shortcuts
 from .diagnostics import Diagnostic, Edit, Fix, Label, Severity, error, suggest
 from .literals import decode_number, decode_string
 from .spans import SourceFile, Span
@@ -48,6 +48,7 @@ TOP_KEYWORDS = ("import", "cluster", "message", "channel", "ecosystem")
 _COMMENT_TYPES = frozenset({"LINE_COMMENT", "BLOCK_COMMENT", "BAD_BLOCK_COMMENT"})
 _OPENERS = {"LBRACE": "{", "LSQB": "[", "LPAR": "("}
 _CLOSERS = {"RBRACE": "{", "RSQB": "[", "RPAR": "("}
+_CLOSES = {"RBRACE": "LBRACE", "RSQB": "LSQB", "RPAR": "LPAR"}  # closer -> the opener it closes
 _CLOSER_TEXT = {"{": "}", "[": "]", "(": ")"}
 _TOP_KEYWORD_TYPES = frozenset(k.upper() for k in TOP_KEYWORDS)
 _VALUE_START = frozenset({"IDENT", "MODREF", "STRING", "BAD_STRING", "NUMBER", "LSQB", "LBRACE"})
@@ -129,6 +130,33 @@ class _Grammar:
         self.rules = tables.rules
         self.start_state = tables.start_state
         self.end_state = tables.end_state
+        # The lexer proper (see _split_terminals): the whole text is split into strings by
+        # one findall; a string's terminal is a function of the string alone, cached.
+        words, modref = _split_terminals(tables.terminals)
+        self.splitter = re.compile("|".join([_WS_RUN, *(f"(?:{regex})" for _, regex in words), _ANY_CHAR]))
+        if self.splitter.groups:  # findall would return groups instead of whole tokens
+            raise ValueError("a terminal regex of grammar.lark has a capturing group; use (?:...)")
+        self._classifier = re.compile(
+            "|".join([f"(?P<_WS>{_WS_RUN})", *(f"(?P<{name}>{regex})" for name, regex in words), f"(?P<_BAD>{_ANY_CHAR})"])
+        )
+        self.modref = re.compile(modref) if modref else None
+        self.token_types: dict[str, str] = {}
+        terminals = dict(tables.terminals)
+        self.shortcuts: dict[int, tuple[str, int]] = {}
+        if modref and {"NUMBER", "STRING"} <= terminals.keys():
+            self.shortcuts = shortcuts.shortcut_states(self.actions, self.rules)
+            self.item_rest = shortcuts.item_regex(terminals, _MODREF_FAST)
+            self.terms = shortcuts.term_regex(terminals, _MODREF_FAST)
+            self.field_rest = shortcuts.field_regex(terminals)
+
+    def token_type(self, s: str) -> str:
+        """The terminal of a string the splitter produced (``_WS``: blanks, ``_BAD``: no terminal)."""
+        typ = self.token_types.get(s)
+        if typ is None:
+            typ = self._classifier.match(s).lastgroup
+            if len(self.token_types) < 65536:  # the same names and numbers recur; bounded for huge files
+                self.token_types[s] = typ
+        return typ
 
 
 # Speed only; the tokens are the same.  The master regex tries its alternatives
@@ -141,6 +169,33 @@ _OVERLAPPING = (("MODREF", "IDENT"), ("STRING", "BAD_STRING"), ("BLOCK_COMMENT",
 # identifier not followed by `:` fails at once instead of backtracking letter by letter.
 _MODREF = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
 _MODREF_FAST = r"[A-Za-z_][A-Za-z0-9_]*+(?:\.[A-Za-z_][A-Za-z0-9_]*+)*+:[A-Za-z_][A-Za-z0-9_]*"
+
+
+_WS_RUN = "[ \\t\\f]+"
+_ANY_CHAR = "[\\s\\S]"
+
+
+def _split_terminals(terminals: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str | None]:
+    """The terminals the splitter finds (in lexing order), and the ``module:Class`` regex.
+
+    Why the splitter can work on the whole text at once: lexing is contextual
+    only for MODREF (``a.b:C`` is a module reference only where the parser
+    accepts one, otherwise ``a`` ``.`` ``b`` ``:`` ``C``) and for keywords.  So the
+    splitter never produces MODREF; the parser loop tries the MODREF regex at a
+    name where a reference is accepted, and on a match skips the strings it
+    covers (names, dots and a colon, which end exactly where the reference ends).
+    The other terminals do not depend on the parser state, so lexing is one
+    C-level ``findall`` plus a dict lookup per token.  A string's terminal is
+    the first alternative matching it: an earlier alternative matching a prefix
+    of it would have matched in the text too (no terminal uses anchors or
+    lookarounds), so it depends on the string alone.
+    """
+    ordered = _lexing_order(terminals)
+    modref = dict(ordered).get("MODREF")
+    if modref is not None and modref not in (_MODREF, _MODREF_FAST):
+        # The skipping above relies on this exact shape; a grammar edit must revisit it.
+        raise ValueError("grammar.lark changed MODREF; update eco.language.parser's lexer")
+    return [(name, regex) for name, regex in ordered if name != "MODREF"], modref
 
 
 def _lexing_order(terminals: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -326,7 +381,8 @@ class _TokenStream:
     def _comment(self, tok: _Tok) -> None:
         text = self.text
         start = tok.start_pos
-        line_start = start - self.source.position(start).column + 1
+        # The line starts after the last line break (CR, LF or CRLF) before the comment.
+        line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
         own_line = text[line_start:start].strip() == ""
         self.comments.append(ast.Comment(self.source.span(start, tok.end_pos), tok.value, own_line))
         if tok.type == "BAD_BLOCK_COMMENT":
@@ -388,24 +444,30 @@ class _Parser:
     def run(self) -> ParseResult:
         # Lexing and the LALR(1) automaton in one loop: this runs once per token, so the
         # state lives in locals, tokens are tuples, and tokens the grammar never sees
-        # (newlines outside `{ }`, repeated separators, comments) are never built.
+        # (blanks, newlines outside `{ }`, repeated separators, comments) are never built.
         lr = self.state
         rules = lr.rules
         sstack = lr.state_stack
         vstack = lr.value_stack
         g = self.grammar
         actions = g.actions
-        states = g.states
         stream = self.stream
         text = stream.text
         n = len(text)
-        match = g.master.match
-        ident_match = g.ident.match
+        token_types = g.token_types
+        token_type = g.token_type
+        modref_match = g.modref.match if g.modref is not None else None
         keywords = g.keywords
+        shortcut_states = g.shortcuts
+        if shortcut_states:
+            item_rest = g.item_rest.match
+            field_rest = g.field_rest.match
+        PROPERTY = shortcuts.PROPERTY
         bstack = stream.stack  # open brackets, innermost last
         comment_types = _COMMENT_TYPES
         openers = _OPENERS
         closers = _CLOSERS
+        closes = _CLOSES
         new = _new_tuple
         Tok = _Tok
         suppress_sep = True  # the last token produced inside `{ }` was a separator or `{`
@@ -418,23 +480,46 @@ class _Parser:
         recovering = self._recovering is not None
         fed = False
         pos = 0
-        while True:
-            m = match(text, pos)
-            if m is None:
-                pos = g.ws.match(text, pos).end()
-                if pos >= n:
-                    break
-                if fed:
-                    self._fed_since_error = True
-                    fed = False
-                stream._bad_character(pos)
-                recovering = self._recovering is not None
-                pos += 1
+        strings = iter(g.splitter.findall(text))
+        for s in strings:
+            start = pos
+            pos += len(s)
+            typ = token_types.get(s) or token_type(s)
+            if typ == "_WS":
                 continue
-            typ = m.lastgroup
-            start, pos = m.span(typ)
             # -- the token stream: contextual lexing, separators, bracket nesting
-            if typ == "_NL":
+            if typ == "IDENT":
+                shortcut = shortcut_states.get(sstack[-1])
+                if shortcut is not None and not recovering and s not in keywords:
+                    m = (item_rest if shortcut[0] is PROPERTY else field_rest)(text, pos)
+                    if m is not None:
+                        node = self._shortcut(shortcut[0], m, s, start, pos)
+                        if node is not None:
+                            vstack.append(node)
+                            sstack.append(shortcut[1])
+                            end = m.end()
+                            while pos < end:  # the strings the item covers (they end where it ends)
+                                pos += len(next(strings))
+                            suppress_sep = False
+                            fed = True
+                            continue
+                value = s
+                acts = actions[sstack[-1]]
+                m = None
+                if "MODREF" in acts and not stream.skipping:
+                    m = modref_match(text, start)
+                if m is not None:
+                    typ = "MODREF"
+                    pos = m.end()
+                    value = text[start:pos]
+                    skipped = start + len(s)
+                    while skipped < pos:  # the strings the reference covers (see _split_terminals)
+                        skipped += len(next(strings))
+                else:
+                    kw = keywords.get(s)
+                    if kw is not None and (kw in acts or stream.skipping):
+                        typ = kw
+            elif typ == "_NL":
                 if not bstack or bstack[-1][0] != "LBRACE":
                     continue
                 if carries:
@@ -444,65 +529,61 @@ class _Parser:
                 if suppress_sep:
                     continue
                 suppress_sep = True
-                tok = new(Tok, ("_SEP", text[start:pos], start, pos))
+                tok = new(Tok, ("_SEP", s, start, pos))
                 typ = "_SEP"
-                depth = len(bstack)
-                braces = stream.braces
-            else:
-                # The contextual part of lexing: what the parser state can accept.
-                if typ == "IDENT":
-                    value = text[start:pos]
-                    kw = keywords.get(value)
-                    if kw is not None and (kw in actions[sstack[-1]] or stream.skipping):
-                        typ = kw
-                elif typ == "MODREF":
-                    if "MODREF" not in actions[sstack[-1]] or stream.skipping:
-                        pos = ident_match(text, start).end()
-                        typ = "IDENT"
-                        value = text[start:pos]
-                        kw = keywords.get(value)
-                        if kw is not None and (kw in actions[sstack[-1]] or stream.skipping):
-                            typ = kw
-                    else:
-                        value = text[start:pos]
-                elif typ in comment_types:
-                    stream._comment(new(Tok, (typ, text[start:pos], start, pos)))
+                value = None
+            elif typ in comment_types:
+                stream._comment(new(Tok, (typ, s, start, pos)))
+                continue
+            elif typ == "COMMA" and not carries and bstack and bstack[-1][0] == "LBRACE":
+                if suppress_sep:
                     continue
-                elif typ == "COMMA" and not carries and bstack and bstack[-1][0] == "LBRACE":
-                    if suppress_sep:
-                        continue
-                    suppress_sep = True
-                    tok = new(Tok, ("_SEP", ",", start, pos))
-                    typ = "_SEP"
-                    value = None
-                else:
-                    value = text[start:pos]
-                depth = len(bstack)
-                braces = stream.braces
-                if value is not None:
-                    tok = new(Tok, (typ, value, start, pos))
-                    if typ in openers:
-                        bstack.append(tok)
-                        if typ == "LBRACE":
-                            stream.braces += 1
-                            suppress_sep = True
-                            carries = False
-                        else:
-                            suppress_sep = False
-                        if len(bstack) > MAX_NESTING and not stream.skipping:
-                            stream._too_deep(tok)
-                            tok = _retype(tok, "$TOO_DEEP")
-                            typ = "$TOO_DEEP"
+                suppress_sep = True
+                tok = new(Tok, ("_SEP", ",", start, pos))
+                typ = "_SEP"
+                value = None
+            elif typ == "_BAD":
+                if fed:
+                    self._fed_since_error = True
+                    fed = False
+                stream._bad_character(start)
+                recovering = self._recovering is not None
+                continue
+            else:
+                value = s
+            depth = len(bstack)
+            braces = stream.braces
+            if value is not None:
+                tok = new(Tok, (typ, value, start, pos))
+                if typ in openers:
+                    bstack.append(tok)
+                    if typ == "LBRACE":
+                        stream.braces += 1
+                        suppress_sep = True
+                        carries = False
                     else:
                         suppress_sep = False
-                        if typ in closers:
+                    if len(bstack) > MAX_NESTING and not stream.skipping:
+                        stream._too_deep(tok)
+                        tok = _retype(tok, "$TOO_DEEP")
+                        typ = "$TOO_DEEP"
+                else:
+                    suppress_sep = False
+                    if typ in closers:
+                        if bstack and bstack[-1][0] == closes[typ]:  # the usual case, inline
+                            opened = bstack.pop()
+                            stream.last_closer = tok
+                            stream.last_closed = [opened]
+                            if typ == "RBRACE":
+                                stream.braces -= 1
+                        else:
                             stream._close(tok)
-                            carries = False
-                        elif typ == "CARRIES":
-                            carries = True
-                            after_comma = False
-                        elif carries:
-                            after_comma = typ == "COMMA"
+                        carries = False
+                    elif typ == "CARRIES":
+                        carries = True
+                        after_comma = False
+                    elif carries:
+                        after_comma = typ == "COMMA"
             # -- the parser
             if recovering:
                 tok = self._resync(tok, depth, braces)
@@ -549,6 +630,67 @@ class _Parser:
         module.comments = stream.comments
         self.diagnostics.sort(key=Diagnostic.sort_key)
         return ParseResult(module, self.diagnostics)
+
+    def _shortcut(self, kind: str, m: re.Match, key: str, start: int, key_end: int):
+        """The node for an item matched by a shortcut regex (see ``shortcuts``); None: parse it normally."""
+        src = self.source
+        text = src.text
+        key_ident = _Ident(_nt(_Span, (src, start, key_end)), key)
+        if kind is shortcuts.PROPERTY:
+            which = m.lastindex
+            if which == 6:  # several values
+                first = next(i for i in (2, 3, 4, 5) if m.start(i) >= 0)
+                values = [(first - 1, m.start(first), m.end(first))]
+                values += [(t.lastindex, t.start(), t.end()) for t in self.grammar.terms.finditer(text, *m.span(6))]
+            else:
+                values = [(which - 1, m.start(which), m.end(which))]
+            if self._has_keyword(values):
+                return None
+            terms = [self._plain_value(*v) for v in values]
+            span = _nt(_Span, (src, start, values[-1][2]))
+            if m.start(1) >= 0:
+                return _Property(span, key_ident, terms)
+            return _Command(span, key_ident, terms)
+        ts, te = m.span(1)
+        type_name = text[ts:te]
+        default = None
+        end = te
+        which = m.lastindex
+        if which > 1:  # a default value; groups 2-4 are the kinds 2-4 of _plain_value
+            value = (which, m.start(which), m.end(which))
+            if type_name in self.grammar.keywords or self._has_keyword([value]):
+                return None
+            default = self._plain_value(*value)
+            end = value[2]
+        elif type_name in self.grammar.keywords:
+            return None
+        type_span = _nt(_Span, (src, ts, te))
+        type_expr = _TypeExpr(type_span, _Name(type_span, (type_name,)), [], False)
+        return _FieldDecl(_nt(_Span, (src, start, end)), key_ident, type_expr, default)
+
+    def _has_keyword(self, values: list[tuple[int, int, int]]) -> bool:
+        """A name among the values contains a keyword (the shortcut leaves those to the automaton)."""
+        keywords = self.grammar.keywords
+        text = self.source.text
+        for kind, vs, ve in values:
+            if kind == 2:
+                value = text[vs:ve]
+                if value in keywords or "." in value and any(p in keywords for p in value.split(".")):
+                    return True
+        return False
+
+    def _plain_value(self, kind: int, vs: int, ve: int):
+        """The node for a value a shortcut matched: 1 modref, 2 name, 3 number, 4 string."""
+        src = self.source
+        value = src.text[vs:ve]
+        if kind == 2:
+            return _Name(_nt(_Span, (src, vs, ve)), tuple(value.split(".")) if "." in value else (value,))
+        if kind == 3:
+            return self.builder.number(_nt(_Tok, ("NUMBER", value, vs, ve)))
+        if kind == 4:
+            return self.builder.r_string([_nt(_Tok, ("STRING", value, vs, ve))])
+        module, _, cls = value.rpartition(":")
+        return ast.ModuleRef(_nt(_Span, (src, vs, ve)), module, cls)
 
     def _expected(self) -> set[str]:
         """The terminals the parser can really continue with from its current stack.
@@ -853,7 +995,8 @@ class _Builder:
         out = []
         for name, size, inlined, splices, _origin in rules:
             if inlined:
-                out.append(None if size == 1 else _splice)
+                # Without inlined children there is nothing to flatten: the list is the splice.
+                out.append(None if size == 1 else _splice if splices else _Splice)
             else:
                 fn = getattr(self, "r_" + name)
                 # Hot rules flatten their own children (see _flattens_splices); the rest get a wrapper.
@@ -866,11 +1009,11 @@ class _Builder:
 
     def span(self, first, last) -> Span:
         # Tokens are tuples (type, value, start, end); index them directly in this hot code.
-        return Span(self.src, first[2] if type(first) is _Tok else first.span.start,
-                    last[3] if type(last) is _Tok else last.span.end)
+        return _nt(_Span, (self.src, first[2] if type(first) is _Tok else first.span.start,
+                           last[3] if type(last) is _Tok else last.span.end))
 
     def ident(self, tok: _Tok) -> ast.Ident:
-        return ast.Ident(Span(self.src, tok[2], tok[3]), tok[1])
+        return _Ident(_nt(_Span, (self.src, tok[2], tok[3])), tok[1])
 
     def report(self, diag: Diagnostic) -> None:
         self.p.report(diag)
@@ -923,7 +1066,7 @@ class _Builder:
         text = src.text
         # Spans a line break (the same as "starts and ends on different lines", without two bisects).
         multiline = text.find("\n", start, end) != -1 or text.find("\r", start, end) != -1
-        return ast.ObjectExpr(Span(src, start, end), items, multiline)
+        return _ObjectExpr(_nt(_Span, (src, start, end)), items, multiline)
 
     def r_property(self, c):
         key = c[0]
@@ -936,8 +1079,9 @@ class _Builder:
         elif t is _Splice:
             term = self.term
             terms = [term(y) if type(y) is _Tok else y for y in x]
-            return _Property(_Span(src, start, terms[-1].span.end), _Ident(_Span(src, start, key[3]), key[1]), terms)
-        return _Property(_Span(src, start, x.span.end), _Ident(_Span(src, start, key[3]), key[1]), [x])
+            return _Property(_nt(_Span, (src, start, terms[-1].span.end)),
+                             _Ident(_nt(_Span, (src, start, key[3])), key[1]), terms)
+        return _Property(_nt(_Span, (src, start, x.span.end)), _Ident(_nt(_Span, (src, start, key[3])), key[1]), [x])
 
     def r_command(self, c):
         return ast.Command(self.span(c[0], c[-1]), self.ident(c[0]), [self.term(x) for x in c[1:]])
@@ -966,7 +1110,7 @@ class _Builder:
                 return self.number(x)
             if typ == "MODREF":
                 module, _, cls = x[1].rpartition(":")
-                return ast.ModuleRef(Span(self.src, x[2], x[3]), module, cls)
+                return ast.ModuleRef(_nt(_Span, (self.src, x[2], x[3])), module, cls)
         return x
 
     def r_list(self, c):
@@ -981,14 +1125,14 @@ class _Builder:
     def r_name(self, c):
         first = c[0]
         if len(c) == 1:  # the common case: one word
-            return _Name(_Span(self.src, first[2], first[3]), (first[1],))
+            return _Name(_nt(_Span, (self.src, first[2], first[3])), (first[1],))
         parts = tuple(t[1] for t in c if t[0] == "IDENT")
-        return _Name(_Span(self.src, first[2], c[-1][3]), parts)
+        return _Name(_nt(_Span, (self.src, first[2], c[-1][3])), parts)
 
     def r_string(self, c):
         typ, text, start, end = c[0]
         value, problems = decode_string(text)
-        span = Span(self.src, start, end)
+        span = _nt(_Span, (self.src, start, end))
         if typ == "BAD_STRING":
             self.report(
                 error(codes.UNTERMINATED_STRING, "unterminated string", span,
@@ -1001,7 +1145,7 @@ class _Builder:
         return ast.String(span, value)
 
     def number(self, tok: _Tok):
-        span = Span(self.src, tok[2], tok[3])
+        span = _nt(_Span, (self.src, tok[2], tok[3]))
         decoded = _NUMBERS.get(tok[1])
         if decoded is None:
             decoded = decode_number(tok.value)
@@ -1029,9 +1173,14 @@ _NUMBERS: dict[str, tuple] = {}  # number text -> decode_number(text)
 
 # Module-level names for the hottest constructors (a global lookup instead of two attribute loads).
 _Span = Span
+_nt = tuple.__new__
 _Name = ast.Name
 _Ident = ast.Ident
 _Property = ast.Property
+_ObjectExpr = ast.ObjectExpr
+_Command = ast.Command
+_TypeExpr = ast.TypeExpr
+_FieldDecl = ast.FieldDecl
 
 _DECL_TYPES = (ast.ImportDecl, ast.ClusterDecl, ast.MessageDecl, ast.ChannelDecl, ast.EcosystemDecl)
 

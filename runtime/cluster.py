@@ -19,16 +19,25 @@ links exist is chosen by ``topology``:
 * ``static``: the node dials every node declared in the plan, and only those
   are members;
 * ``client_server``: servers (the topology's ``servers``, else the seeds, else
-  the first node) dial each other; clients dial servers only.  SWIM needs
-  any-to-any probes, so a ``client_server`` cluster always runs the phi core;
+  the first node) dial each other; clients dial servers only.  Under SWIM,
+  clients probe servers only, servers probe everyone, and indirect probes go
+  through servers (see :class:`_SwimOverLinks`);
 * ``hyparview``: :class:`~eco.runtime.overlay.OverlayMembership` (HyParView
   active/passive views, Plumtree broadcast of member records and of
-  :meth:`ClusterMembership.broadcast` payloads).  The driver opens connections
-  on demand (``Node.connect``, no redial) for the messages the overlay sends;
-  only active-view links are kept: a link it opened to a peer outside the active
-  view is closed once idle for ``TEMPORARY_LINK_IDLE`` seconds.  The failure
-  detector's settings give the suspicion timeout; detection is the overlay's
-  (a neighbour whose link is lost or cannot be opened).
+  :meth:`ClusterMembership.broadcast` payloads).  The driver owns the node's
+  links: it opens connections on demand (``Node.connect``, no redial) for the
+  messages the overlay sends and, through :meth:`Node.open_links_with`, for any
+  other traffic (spawn requests, consensus, status: an envelope for an
+  unconnected member waits for its connection; ``Node.wait_connected`` is
+  satisfied by an ``up`` member, whose link opens with the first envelope).  Active-view links stay
+  open; any other link is closed once *idle* for ``TEMPORARY_LINK_IDLE``
+  seconds: no membership message and no other non-background envelope
+  (``Node.last_used``) in either direction, nothing waiting for it, and no
+  monitor or link between processes across it (``Node.ties``: closing would
+  fire them with ``noconnection``; a coordinator's link to its workers'
+  nodes is therefore kept while they run).  The failure detector's settings
+  give the suspicion timeout; detection is the overlay's (a neighbour whose
+  link is lost or cannot be opened).
 
 Core messages travel on the node's peer connections as ``MEMBERSHIP``
 envelopes (channel ``"membership"``) whose payload is :func:`encode_message`.
@@ -79,6 +88,13 @@ TEMPORARY_LINK_IDLE = 1.0
 TOOL_PREFIX = "ecoc-"
 """Peers named like this are tools (``ecoc status``), never members."""
 EVENT_RING = 200
+ENVELOPE_BACKLOG = 1000
+"""hyparview: envelopes held for one member while its connection opens (more are dropped)."""
+CONTACT_WAIT = 5.0
+"""hyparview: seconds ``ecoc node`` waits for its contacts to accept connections before joining
+(nodes started together, as by ``ecoc run``; ``ClusterMembership(contact_wait=...)``)."""
+CONTACT_RETRY = 0.2
+"""hyparview: seconds between dials of a contact that is not up yet."""
 
 
 # ------------------------------------------------------------------ public records
@@ -347,6 +363,8 @@ class _SwimOverLinks(swim.SwimNode):
 
     A link lost for longer than a quarter probe interval counts as a failed probe: the peer
     becomes suspect at once (it refutes if it is alive), instead of at its next probe round.
+    With ``servers`` (``client_server``) a client links to servers only, so it is only asked
+    about, and only syncs with, servers (see :mod:`eco.runtime.swim`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -355,7 +373,7 @@ class _SwimOverLinks(swim.SwimNode):
 
     def link_up(self, now: float, peer: str) -> list:
         self._links_now.add(peer)
-        if self._stopped:
+        if self._stopped or not self.may_contact(peer):
             return []
         return [Send(peer, swim.Sync(self._snapshot()))]
 
@@ -391,8 +409,10 @@ class ClusterMembership:
         labels: Mapping[str, str] | None = None,
         advertise: str | None = None,
         addresses: Mapping[str, str] | None = None,
+        contact_wait: float = 0.0,
     ) -> None:
         self.node = node
+        self.contact_wait = contact_wait  # hyparview: see _reach_contacts (`ecoc node` waits CONTACT_WAIT)
         self.kernel = node.kernel
         self.cluster = cluster
         self.name: str = node.name
@@ -419,8 +439,10 @@ class ClusterMembership:
                 self.name, cluster.topology, rng=self.rng, contacts=self._contacts(), labels=self.labels,  # type: ignore[arg-type]
                 incarnation=node.incarnation, suspicion_timeout=suspicion, link_grace=phi.heartbeat / 4, phi=phi)
             self.detector = "hyparview"
-        elif isinstance(detector, SwimDetector) and topology != "client_server":
-            self.core = _SwimOverLinks(self.name, detector, rng=self.rng, labels=self.labels, incarnation=node.incarnation)
+        elif isinstance(detector, SwimDetector):
+            servers = self.servers if topology == "client_server" else None
+            self.core = _SwimOverLinks(self.name, detector, rng=self.rng, labels=self.labels,
+                                       incarnation=node.incarnation, servers=servers)
             self.detector = "swim"
         else:
             phi = detector if detector.kind == "phi" else None
@@ -435,13 +457,16 @@ class ClusterMembership:
         self._started = False
         self._left = False
         self._links: set[str] = set()
-        # hyparview: messages waiting for a connection, links this driver opened, last traffic per peer
+        # hyparview: core messages and node envelopes waiting for a connection, connections being
+        # opened, last membership traffic (or tie) per peer
         self._outbox: dict[str, list[Any]] = {}
-        self._opened: set[str] = set()
+        self._envelopes: dict[str, list[Envelope]] = {}
+        self._connecting: set[str] = set()
         self._traffic: dict[str, float] = {}
         self._broadcasts = _Subscribers()
-        self.sweep_links = True  # hyparview: False when the node also keeps `join` links (ecosystem traffic)
         node.handle(Kind.MEMBERSHIP, self._on_envelope)
+        if self.manages_links and hasattr(node, "open_links_with"):
+            node.open_links_with(self._open_on_demand)
         attach = getattr(node, "attach_membership", None)
         if attach is not None:
             attach(self)
@@ -497,18 +522,40 @@ class ClusterMembership:
             raise RuntimeError("start ClusterMembership.run after node.serve is listening")
         self.addresses[self.name] = self._advertise or _advertised(self.node.address, self.addresses.get(self.name))
         self._record("member_up", node=self.name, incarnation=self.node.incarnation, labels=self.labels)
-        self._started = True
-        self._apply(self.core.start(self._now()))
         watch_links(self.node, self._link_up, self._link_down)
-        for address in self._initial_dials():
-            self._dial(address)
-        if self.manages_links:
-            self._push_timer(self._now() + TEMPORARY_LINK_IDLE, ("_sweep",))
-        task_status.started()
         try:
+            if self.manages_links and self.contact_wait > 0:
+                task_status.started()
+                await self._reach_contacts()
+            self._started = True
+            self._apply(self.core.start(self._now()))
+            for peer in sorted(self._links):  # (opened while reaching the contacts)
+                self._apply(self.core.link_up(self._now(), peer))
+            for address in self._initial_dials():
+                self._dial(address)
+            if self.manages_links:
+                self._push_timer(self._now() + TEMPORARY_LINK_IDLE, ("_sweep",))
+            if not (self.manages_links and self.contact_wait > 0):
+                task_status.started()
             await self._run_timers()
         finally:
             self.leave_now()
+
+    async def _reach_contacts(self) -> None:
+        """hyparview: wait (at most ``contact_wait`` seconds) until the contacts accept connections.
+
+        The overlay joins once, through one contact: one still starting (nodes started together)
+        would leave this node outside the overlay until HyParView's periodic rejoin.  So the join
+        goes through a contact that answered, once all have or the wait is over."""
+        contacts = self._contacts()
+        with trio.move_on_after(self.contact_wait):
+            while missing := [c for c in contacts if not self.node.is_connected(c)]:
+                for contact in missing:
+                    self._open(contact)
+                await trio.sleep(CONTACT_RETRY)  # (a dial that failed is retried)
+        reachable = [c for c in contacts if self.node.is_connected(c)]
+        if reachable:
+            self.core.view.contacts = reachable
 
     def leave_now(self) -> None:
         """Tell peers at once that this node leaves (queued on the connections, no waiting)."""
@@ -595,18 +642,20 @@ class ClusterMembership:
         if peer.startswith(TOOL_PREFIX):
             return  # a tool such as `ecoc status`, not a member
         self._links.add(peer)
+        self._connecting.discard(peer)
         self._traffic[peer] = self._now() if self._started else 0.0  # a new link counts as fresh
         self._record("link_up", node=peer, incarnation=incarnation)
         if self._started and not self._left:
             self._apply(self.core.link_up(self._now(), peer))
         for msg in self._outbox.pop(peer, ()):
             self._send(peer, msg)
+        for env in self._envelopes.pop(peer, ()):
+            self.node.send_envelope(peer, env)
 
     def _link_down(self, peer: str) -> None:
         if peer.startswith(TOOL_PREFIX):
             return
         self._links.discard(peer)
-        self._opened.discard(peer)
         self._record("link_down", node=peer)
         if self._started:
             self._apply(self.core.link_down(self._now(), peer))
@@ -669,35 +718,68 @@ class ClusterMembership:
 
     def _send_later(self, to: str, msg: Any) -> None:
         """hyparview: queue ``msg`` and open a connection to ``to`` (once) if none is being opened."""
-        queue = self._outbox.setdefault(to, [])
-        queue.append(msg)
-        if len(queue) > 1 or self._left:
-            return
-        address = self.addresses.get(to)
+        self._outbox.setdefault(to, []).append(msg)
+        if not self._left:
+            self._open(to)
+
+    def _open_on_demand(self, peer: str, env: Envelope | None) -> bool:
+        """hyparview, ``Node.open_links_with``: open a link to ``peer`` and hold ``env`` for it; True
+        when ``env`` will be sent once connected, False (dropped) for a member known to be gone, an
+        unknown address or a full backlog.  Without ``env``: whether ``peer`` is an ``up`` member."""
+        if self._left or not self._started or peer == self.name or peer.startswith(TOOL_PREFIX):
+            return False
+        member = self.core.members.get(peer)
+        if member is not None and not member.alive:
+            return False  # as for any node that is not reachable: dropped
+        if env is None:
+            # Node.wait_connected: a live member is reachable (its link opens with the first envelope).
+            # Not dialled now: when both sides dial, the Node keeps one connection and drops the
+            # other with whatever was sent on it, and a full mesh at start is what the overlay avoids.
+            return member is not None and member.state == MemberState.UP
+        queue = self._envelopes.setdefault(peer, [])
+        if len(queue) >= ENVELOPE_BACKLOG:
+            return False
+        queue.append(env)
+        return self._open(peer)
+
+    def _open(self, peer: str) -> bool:
+        """Open one connection to ``peer`` unless one is open or opening; False if it cannot be."""
+        if peer in self._connecting or self.node.is_connected(peer):
+            return True
+        address = self.addresses.get(peer)
         if address is None:
-            self._connect_failed(to)
-            return
-        self._opened.add(to)
+            self._connect_failed(peer)
+            return False
+        self._connecting.add(peer)
         try:
-            self.node.connect(address, on_failed=lambda exc: self._connect_failed(to))
+            self.node.connect(address, on_failed=lambda exc: self._connect_failed(peer))
         except RuntimeError:  # the node stopped serving
-            self._outbox.pop(to, None)
+            self._connecting.discard(peer)
+            self._outbox.pop(peer, None)
+            self._envelopes.pop(peer, None)
+            return False
+        return True
 
     def _connect_failed(self, peer: str) -> None:
-        self._outbox.pop(peer, None)
-        self._opened.discard(peer)
-        if self._started and not self._left:
+        self._connecting.discard(peer)
+        if self.node.is_connected(peer):
+            return  # the peer dialled us meanwhile: what waited went out on that link
+        self._envelopes.pop(peer, None)
+        if self._outbox.pop(peer, None) is not None and self._started and not self._left:
             self._apply(self.core.connect_failed(self._now(), peer))
 
     def _sweep(self, now: float) -> None:
-        """hyparview: close links to peers outside the active view once idle."""
+        """hyparview: close links outside the active view once idle (see the module docstring)."""
         keep = self.core.wanted_links()
         # Either side may close an idle link outside its active view: an active link is never
         # idle (heartbeats), and a one-sided one is undone by HyParView's KeepAlive/Disconnect.
-        for peer in sorted(self._links - keep) if self.sweep_links else ():
-            if now - self._traffic.get(peer, 0.0) >= TEMPORARY_LINK_IDLE and peer not in self._outbox:
-                self._opened.discard(peer)
-                self.node.disconnect(peer, "not an overlay neighbour")
+        for peer in sorted(self._links - keep):
+            if self.node.ties(peer):
+                self._traffic[peer] = now  # in use: idle only from when its last monitor/link goes
+                continue
+            last = max(self._traffic.get(peer, 0.0), self.node.last_used(peer))
+            if now - last >= TEMPORARY_LINK_IDLE and peer not in self._outbox and peer not in self._envelopes:
+                self.node.disconnect(peer, "idle, and not an overlay neighbour")
         self._push_timer(now + TEMPORARY_LINK_IDLE / 2, ("_sweep",))
 
     def _push_timer(self, at: float, key: Hashable) -> None:

@@ -14,6 +14,13 @@ so a proof can neither be replayed on another connection (fresh nonces) nor
 reflected back to its author (the role is part of the transcript).  Any
 deviation produces a REFUSE with a reason code and ends the handshake.
 
+A *tool* (an identity named ``ecoc-...``, such as ``ecoc status``; nodes serve
+its requests but never make it a peer) may not know the cluster's name: it
+announces :data:`UNKNOWN_CLUSTER` and adopts the name in the acceptor's HELLO.
+Both proofs then cover that name, so the cookie still authenticates both sides
+(the name is not secret; the cookie is).  Only tools may do this, and only as
+initiators: a node never accepts a peer node that does not name its cluster.
+
 The machine does no I/O and reads no clock: feed it peer envelopes with
 :meth:`Handshake.receive` and it returns effects (:class:`Send`,
 :class:`Established`, :class:`Refused`).  The caller supplies the nonce and
@@ -32,10 +39,15 @@ import msgpack
 from .secrets import Cookie
 from .wire import Envelope, Kind
 
-PROTOCOL_VERSION = 1
-"""Version of the node-to-node protocol (handshake, envelope semantics)."""
+PROTOCOL_VERSION = 2
+"""Version of the node-to-node protocol (handshake, envelope kinds and semantics).
+2: SEND_BATCH frames.  Peers of another version are refused (``wrong_version``)."""
 
 NONCE_BYTES = 16
+UNKNOWN_CLUSTER = ""
+"""A tool's HELLO cluster when it does not know the name: it learns it from the acceptor."""
+TOOL_PREFIX = "ecoc-"
+"""Identities named like this are tools (``ecoc status``): served, never peers."""
 _MAX_NAME = 255
 _TRANSCRIPT_TAG = b"eco-handshake-v1"
 
@@ -150,6 +162,9 @@ class Handshake:
         self._expect_node = expect_node
         self._version = protocol_version
         self._peer_authenticated = False
+        self._cluster = identity.cluster  # the name both proofs cover (a tool may learn it)
+        if identity.cluster == UNKNOWN_CLUSTER and not (role is Role.INITIATOR and identity.node.startswith(TOOL_PREFIX)):
+            raise ValueError(f"only a tool ({TOOL_PREFIX}...) dialling a node may leave the cluster name unknown")
 
     def __repr__(self) -> str:
         return f"<Handshake {self.identity.node} {self.role.value} {self.state.value}>"
@@ -213,7 +228,11 @@ class Handshake:
             return self._refuse(Reason.MALFORMED, "HELLO incarnation is missing or invalid")
         if not isinstance(nonce, bytes) or not NONCE_BYTES <= len(nonce) <= 64:
             return self._refuse(Reason.MALFORMED, "HELLO nonce is missing or has the wrong length")
-        if cluster != self.identity.cluster:
+        if cluster == UNKNOWN_CLUSTER and not (self.role is Role.ACCEPTOR and node.startswith(TOOL_PREFIX)):
+            return self._refuse(Reason.MALFORMED, f"HELLO from {node!r} names no cluster (only a tool dialling a node may)")
+        if self._cluster == UNKNOWN_CLUSTER:
+            self._cluster = cluster  # a tool learns the node's cluster (the proofs below cover it)
+        elif cluster not in (self._cluster, UNKNOWN_CLUSTER):
             return self._refuse(Reason.WRONG_CLUSTER, f"peer belongs to cluster {cluster!r}, this node to {self.identity.cluster!r}")
         if nonce == self._nonce:
             return self._refuse(Reason.MALFORMED, "peer echoed this node's nonce (replay or reflection)")
@@ -221,7 +240,7 @@ class Handshake:
             return self._refuse(Reason.SELF_CONNECTION, "connected to itself")
         if self._expect_node is not None and node != self._expect_node:
             return self._refuse(Reason.WRONG_PEER, f"expected node {self._expect_node!r} but the peer is {node!r}")
-        self.peer = PeerHello(node=node, incarnation=incarnation, cluster=cluster, version=version)
+        self.peer = PeerHello(node=node, incarnation=incarnation, cluster=self._cluster, version=version)
         self._peer_nonce = nonce
         proof = self.identity.cookie.mac(self._transcript(prover=self.role))
         return [Send(Envelope(Kind.AUTH, payload={"proof": proof}))]
@@ -248,7 +267,7 @@ class Handshake:
         me = (self.identity.node, self.identity.incarnation, self._nonce)
         them = (self.peer.node, self.peer.incarnation, self._peer_nonce)
         initiator, acceptor = (me, them) if self.role is Role.INITIATOR else (them, me)
-        return msgpack.packb([_TRANSCRIPT_TAG, prover.value, self.identity.cluster, initiator, acceptor])
+        return msgpack.packb([_TRANSCRIPT_TAG, prover.value, self._cluster, initiator, acceptor])
 
     def _refuse(self, reason: Reason, detail: str) -> list[Effect]:
         self.state = State.REFUSED

@@ -17,7 +17,15 @@ addresses. The protocol:
   otherwise (refused by a full active view);
 * every ``shuffle_interval`` a node sends a sample of its views on a random walk
   (:class:`Shuffle`); the node where it ends answers with a sample of its passive
-  view (:class:`ShuffleReply`), which keeps passive views fresh and mixed.
+  view (:class:`ShuffleReply`), which keeps passive views fresh and mixed;
+* :meth:`HyParViewNode.refresh` asks a node to become a neighbour even when
+  both active views are full (:class:`Neighbor` with ``refresh``): a full
+  receiver accepts by evicting a random neighbour, at most once per shuffle
+  period, and so does the sender when the reply arrives; view sizes stay within
+  bounds and each refresh replaces at most two links.  Low-priority requests
+  alone never connect two full views, so two halves of a healed partition would
+  stay two overlays; the membership layer (:mod:`eco.runtime.overlay`) refreshes
+  towards members it holds as down, which is how the halves find each other.
 
 The driver reports ``peer_down(now, peer)`` when a connection to ``peer`` fails
 or cannot be opened, and carries out the effects: :class:`Send`,
@@ -55,6 +63,7 @@ class Connect:
 @dataclass(frozen=True, slots=True)
 class Neighbor:
     high: bool
+    refresh: bool = False  # a full receiver may accept by evicting a neighbour (see the module docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +135,7 @@ class HyParViewNode:
         self.passive: set[str] = set()
         self._pending: set[str] = set()  # Neighbor requests awaiting a reply
         self._stopped = False
+        self._evicted_for_refresh_at = float("-inf")
 
     def neighbors(self) -> set[str]:
         return set(self.active)
@@ -135,8 +145,7 @@ class HyParViewNode:
     def start(self, now: float) -> list[Effect]:
         out: list[Effect] = []
         self._join(out)
-        interval = self.config.shuffle_interval or 10.0
-        out.append(SetTimer(("shuffle",), now + self.rng.uniform(0.5, 1.5) * interval))
+        out.append(SetTimer(("shuffle",), now + self.rng.uniform(0.5, 1.5) * self._interval))
         return out
 
     def leave(self, now: float) -> list[Effect]:
@@ -159,6 +168,15 @@ class HyParViewNode:
         self._repair(now, out)
         return out
 
+    def refresh(self, now: float, peer: str) -> list[Effect]:
+        """Ask ``peer`` to become a neighbour even though the views may be full (the receiver
+        accepts by evicting a neighbour, at most once per shuffle period); for a membership
+        layer reaching a member it lost touch with.  Unanswered, it times out like any request."""
+        out: list[Effect] = []
+        if not self._stopped and peer != self.name and peer not in self.active and peer not in self._pending:
+            self._request(now, peer, Neighbor(high=not self.active, refresh=True), out)
+        return out
+
     def receive(self, now: float, src: str, msg: HyParViewMessage) -> list[Effect]:
         if self._stopped:
             return []
@@ -174,6 +192,9 @@ class HyParViewNode:
             self._add_active(src, out)
         elif kind is Neighbor:
             accept = src in self.active or msg.high or len(self.active) < self.config.active  # type: ignore[union-attr]
+            if not accept and msg.refresh and now - self._evicted_for_refresh_at >= self._interval:  # type: ignore[union-attr]
+                accept = True
+                self._evicted_for_refresh_at = now
             if accept:
                 self._add_active(src, out)
             out.append(Send(src, NeighborReply(accept)))
@@ -209,7 +230,7 @@ class HyParViewNode:
             self._repair(now, out)
             if not self.active and not self._pending and not self.passive:
                 self._join(out)  # isolated: the join was lost or every contact died
-            out.append(SetTimer(("shuffle",), now + (self.config.shuffle_interval or 10.0)))
+            out.append(SetTimer(("shuffle",), now + self._interval))
         elif key[0] == "neighbor_timeout":  # type: ignore[index]
             peer = key[1]  # type: ignore[index]
             if peer in self._pending:
@@ -219,6 +240,10 @@ class HyParViewNode:
         return out
 
     # ------------------------------------------------------------ views
+
+    @property
+    def _interval(self) -> float:
+        return self.config.shuffle_interval or 10.0
 
     def _pick(self, candidates: Iterable[str]) -> str | None:
         pool = sorted(candidates)  # sets iterate in hash order; sort for reproducible runs
@@ -296,9 +321,12 @@ class HyParViewNode:
         free = self.config.active - len(self.active) - len(self._pending)
         candidates = self.passive - self._pending
         for peer in self._sample(candidates, max(0, free)):
-            self._pending.add(peer)
-            out.append(Send(peer, Neighbor(high=not self.active)))
-            out.append(SetTimer(("neighbor_timeout", peer), now + self.neighbor_timeout))
+            self._request(now, peer, Neighbor(high=not self.active), out)
+
+    def _request(self, now: float, peer: str, msg: Neighbor, out: list[Effect]) -> None:
+        self._pending.add(peer)
+        out.append(Send(peer, msg))
+        out.append(SetTimer(("neighbor_timeout", peer), now + self.neighbor_timeout))
 
     def _shuffle(self, out: list[Effect]) -> None:
         target = self._pick(self.active)

@@ -41,6 +41,7 @@ from .errors import CallFailed, CallTimeout, EcoRuntimeError, MailboxFull, NameT
 from .mailbox import OVERFLOW_POLICIES, Mailbox
 from .pid import PID, Ref
 from .process import Context
+from .scope_entry import enter_fresh_scope
 from .signals import (
     KILLED,
     NOCONNECTION,
@@ -95,6 +96,9 @@ class RemoteRouter(Protocol):
     # Optional: ``send_remote_nowait(dest, msg) -> bool``, the fast path of ``send_remote``.
     # True means done (sent, or dropped as ``send_remote`` would); False means the kernel
     # must ``await send_remote(...)`` instead (flow control, or a case it does not cover).
+    # Optional: ``remote_senders``, a dict ``dest -> (message type, offer, ...)`` the router
+    # keeps up to date: for a message of exactly that type the kernel calls ``offer(msg)``
+    # itself (True: sent; False: go through ``send_remote_nowait`` / ``send_remote``).
 
     def monitor_remote(self, watcher: PID, target: PID | tuple[str, str], ref: Ref) -> None:
         """Ask the target's node to call ``kernel.monitor_from_remote(watcher, target, ref)``."""
@@ -170,6 +174,7 @@ class Kernel:
         self._ops = 0
         self._router: RemoteRouter | None = None
         self._send_remote_nowait: Callable[[Any, Any], bool] | None = None  # the router's optional fast path
+        self._remote_senders: dict[Any, tuple[type, Callable[[Any], bool], Any]] = {}  # the router's, if it has them
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
         self._tasks = 0  # live processes that have a task (inboxes excluded)
@@ -251,7 +256,9 @@ class Kernel:
         (Worker subclasses, Supervisor specs).  ``link``/``monitor`` tie it to
         the calling process atomically; ``name`` registers it before it runs.
         """
-        await self._tick()
+        self._ops += 1  # Kernel._tick inlined: one coroutine less per spawn
+        if not self._ops & _TICK_MASK:
+            await trio.lowlevel.checkpoint()
         return self._spawn(_current.get(), target, args, link, monitor, name, mailbox_size, overflow)
 
     def spawn_nowait(self, target: Any, *args: Any, name: str | None = None, **options: Any) -> PID:
@@ -277,48 +284,57 @@ class Kernel:
             raise RuntimeError(f"kernel {self.node!r} is not running (use `async with Kernel(...)`)")
         if (link or monitor) and caller is None:
             raise NotInProcess("spawn(link=True/monitor=True) needs a calling process to link or monitor from")
-        fn, args, announces = _entry(target, args)
+        if type(target) is FunctionType:  # the common case, without _entry's checks
+            fn, announces = target, False
+        else:
+            fn, args, announces = _entry(target, args)
         if ack and caller is None:
             raise NotInProcess("spawn(ack=True) needs a calling process to receive Started")
         if name is not None:
             self._check_name_free(name)
-        self._serial += 1
-        pid = PID(self.node, self._serial, self.incarnation)
+        serial = self._serial = self._serial + 1
         ctx = Context(
             self,
-            pid,
+            PID(self.node, serial, self.incarnation),
             Mailbox(mailbox_size or self.mailbox_size, overflow or self.overflow),
             caller.pid if caller is not None else None,
         )
         ctx._scope = trio.CancelScope()
-        self._procs[pid.serial] = ctx
+        self._procs[serial] = ctx
         self._tasks += 1
         if name is not None:
             self._names[name] = ctx
             ctx.name = name
         if link:
-            self._link(caller, pid)  # type: ignore[arg-type]
+            self._link(caller, ctx.pid)  # type: ignore[arg-type]
         if monitor:
-            self._monitor(caller, pid)  # type: ignore[arg-type]
+            self._monitor(caller, ctx.pid)  # type: ignore[arg-type]
         if ack:
             if announces:
                 ctx._ack = True
             else:  # a plain function has no init phase: it counts as started now
-                caller.mailbox.put_system(Started(pid))  # type: ignore[union-attr]
+                caller.mailbox.put_system(Started(ctx.pid))  # type: ignore[union-attr]
         nursery.start_soon(self._run, ctx, fn, args, name=_TASK_NAME)
-        return pid
+        return ctx.pid
 
     async def _run(self, ctx: Context, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         _current.set(ctx)
-        ctx._task = current_task()
+        task = ctx._task = current_task()
         reason = NORMAL
         outer: BaseException | None = None
+        scope = ctx._scope
         try:
-            with ctx._scope:  # type: ignore[union-attr]
+            enter_fresh_scope(scope, task)  # `with scope:` spelled out, for a cheaper entry
+            try:
                 coro = fn(ctx, *args)
                 if not hasattr(coro, "__await__"):
                     raise TypeError(f"process target {fn!r} must be an async function, it returned {coro!r}")
                 await coro
+            except BaseException as exc:
+                if not scope.__exit__(type(exc), exc, exc.__traceback__):
+                    raise
+            else:
+                scope.__exit__(None, None, None)
         except ProcessExit as exc:
             reason = exc.reason
         except trio.Cancelled as exc:  # the kernel's nursery is being torn down
@@ -535,6 +551,12 @@ class Kernel:
         t = type(dest)
         if (t is PID and dest.node != self.node) or (t is tuple and dest[0] != self.node):  # type: ignore[union-attr,index]
             # Remote: without waiting when the router can (the usual case), else its coroutine.
+            try:
+                entry = self._remote_senders.get(dest)
+            except TypeError:  # unhashable: send_remote explains
+                entry = None
+            if entry is not None and entry[0] is type(msg) and entry[1](msg):
+                return
             nowait = self._send_remote_nowait
             if nowait is not None and nowait(dest, msg):
                 return
@@ -891,6 +913,8 @@ class Kernel:
         """Install the node layer's :class:`RemoteRouter` (None: local only)."""
         self._router = router
         self._send_remote_nowait = getattr(router, "send_remote_nowait", None)
+        senders = getattr(router, "remote_senders", None)
+        self._remote_senders = senders if senders is not None else {}
 
     def node_down(self, node: str) -> None:
         """The connection to ``node`` is lost: fire every monitor and link that crosses to it.

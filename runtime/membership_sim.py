@@ -13,6 +13,10 @@ Cores built for connection-oriented transports (HyParView, Plumtree) may define
 node bounces (after one round trip) and, after ``detect_delay``, on every live
 node whose ``neighbors()`` contains a node that just crashed -- modelling the
 connection reset or the per-link failure detector of a real driver.
+
+:func:`build_overlay` starts a cluster of :class:`~eco.runtime.overlay.OverlayMembership`
+nodes (the core real nodes run) and :func:`overlay_problems` checks the HyParView
+invariants across it.
 """
 
 from __future__ import annotations
@@ -22,14 +26,13 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from eco.plan.models import HyParViewTopology
 
-from .broadcast import Deliver, Gossip, Graft, IHave, PlumtreeNode, Prune
-from .hyparview import HyParViewNode, NeighborDown, NeighborUp
-from .membership import Member, MemberList, MemberState, Send, SetTimer
+from .broadcast import Deliver
+from .membership import Send, SetTimer
+from .overlay import OverlayMembership
 
 _DELIVER, _TIMER, _DOWN = 0, 1, 2
 
@@ -174,153 +177,34 @@ class SimNet:
         self._push(at, _DELIVER, dst, src, msg)
 
 
-# ---------------------------------------------------------------- composed overlay node
+# ---------------------------------------------------------------- overlay clusters
 
 
-@dataclass(frozen=True, slots=True)
-class MemberDigest:
-    """Every record a node knows, sent to each new neighbour (anti-entropy)."""
-
-    members: tuple[Member, ...]
-
-
-class OverlayStack:
-    """HyParView + Plumtree + member list on one node, composed the way a driver composes them.
-
-    Membership records travel as Plumtree broadcasts; new neighbours swap their
-    whole member lists; a peer whose connection fails is broadcast as down (a
-    live node that hears itself declared down refutes with a new incarnation).
-    With ``track_members=False`` only the overlay and the broadcast run (used
-    for very large simulations where n full member lists do not fit in memory).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        config: HyParViewTopology | None = None,
-        *,
-        rng: random.Random,
-        contacts: Iterable[str] = (),
-        track_members: bool = True,
-        on_deliver: Callable[[str, Deliver], None] | None = None,
-    ) -> None:
-        self.name = name
-        self.view = HyParViewNode(name, config, rng=rng, contacts=contacts)
-        self.tree = PlumtreeNode(name)
-        self.members = MemberList(name) if track_members else None
-        self.on_deliver = on_deliver
-        self._announced = False
-
-    def neighbors(self) -> set[str]:
-        return self.view.neighbors()
-
-    #: seconds between member-list exchanges with a random neighbour; repairs records a
-    #: broadcast missed while the tree was changing under it
-    anti_entropy_interval = 5.0
-
-    def start(self, now: float) -> list[Any]:
-        out = self._route(now, self.view.start(now), "hv")
-        if self.members is not None:
-            out.append(SetTimer(("ae", None), now + self.anti_entropy_interval))
-        return out
-
-    def leave(self, now: float) -> list[Any]:
-        out: list[Any] = []
-        if self.members is not None:
-            out += self._route(now, self.tree.broadcast(now, self.members.leave()), "pt")
-        return out + self._route(now, self.view.leave(now), "hv")
-
-    def broadcast(self, now: float, payload: Any) -> list[Any]:
-        return self._route(now, self.tree.broadcast(now, payload), "pt")
-
-    def peer_down(self, now: float, peer: str) -> list[Any]:
-        out = self._route(now, self.view.peer_down(now, peer), "hv")
-        if self.members is not None:
-            current = self.members.get(peer)
-            if current is not None and current.alive:
-                out += self.broadcast(now, replace(current, state=MemberState.DOWN))
-        return out
-
-    def receive(self, now: float, src: str, msg: Any) -> list[Any]:
-        if isinstance(msg, _TREE_MESSAGES):
-            return self._route(now, self.tree.receive(now, src, msg), "pt")
-        if isinstance(msg, MemberDigest):
-            return self._merge(now, msg.members)
-        return self._route(now, self.view.receive(now, src, msg), "hv")
-
-    def timer(self, now: float, key: Any) -> list[Any]:
-        layer, inner = key
-        if layer == "ae":
-            out: list[Any] = [SetTimer(key, now + self.anti_entropy_interval)]
-            peer = self.view._pick(self.view.active)
-            if peer is not None and self.members is not None:
-                out.append(Send(peer, MemberDigest(tuple(self.members))))
-            return out
-        core = self.view if layer == "hv" else self.tree
-        return self._route(now, core.timer(now, inner), layer)
-
-    def _route(self, now: float, effects: Iterable[Any], layer: str) -> list[Any]:
-        out: list[Any] = []
-        for effect in effects:
-            kind = type(effect)
-            if kind is SetTimer:
-                out.append(SetTimer((layer, effect.key), effect.at))
-            elif kind is NeighborUp:
-                self.tree.neighbor_up(now, effect.peer)
-                if self.members is not None:
-                    out.append(Send(effect.peer, MemberDigest(tuple(self.members))))
-                    if not self._announced:
-                        self._announced = True
-                        out += self.broadcast(now, self.members.me)
-                out.append(effect)
-            elif kind is NeighborDown:
-                self.tree.neighbor_down(now, effect.peer)
-                out.append(effect)
-            elif kind is Deliver:
-                if self.on_deliver is not None:
-                    self.on_deliver(self.name, effect)
-                if self.members is not None and isinstance(effect.payload, Member):
-                    out += self._merge(now, (effect.payload,))
-                out.append(effect)
-            else:
-                out.append(effect)
-        return out
-
-    def _merge(self, now: float, records: Iterable[Member]) -> list[Any]:
-        out: list[Any] = []
-        assert self.members is not None
-        for record in records:
-            merge = self.members.apply(record)
-            if merge.event is not None:
-                out.append(merge.event)
-            if merge.refutation is not None:
-                out += self.broadcast(now, merge.refutation)
-        return out
-
-
-_TREE_MESSAGES = (Gossip, IHave, Graft, Prune)
+def add_overlay_node(
+    net: SimNet, name: str, config: HyParViewTopology | None = None, *, contacts: Iterable[str] = (), **options: Any
+) -> OverlayMembership:
+    """Start node ``name`` running :class:`~eco.runtime.overlay.OverlayMembership` (``options``
+    go to it), with its own seeded random generator."""
+    core = OverlayMembership(name, config, rng=random.Random(f"{net.seed}/{name}"), contacts=contacts, **options)
+    net.add(name, core)
+    return core
 
 
 def build_overlay(
-    net: SimNet,
-    n: int,
-    config: HyParViewTopology | None = None,
-    *,
-    join_spacing: float = 0.05,
-    track_members: bool = True,
-    on_deliver: Callable[[str, Deliver], None] | None = None,
+    net: SimNet, n: int, config: HyParViewTopology | None = None, *, join_spacing: float = 0.05, **options: Any
 ) -> list[str]:
-    """Start ``n`` :class:`OverlayStack` nodes, each joining through a random earlier one."""
+    """Start ``n`` overlay nodes, ``join_spacing`` apart, each joining through a random earlier one."""
     names = [f"n{i:05d}" for i in range(n)]
     for i, name in enumerate(names):
-        contacts = [names[net.rng.randrange(i)]] if i else []
-        core = OverlayStack(
-            name, config, rng=random.Random(f"{net.seed}/{name}"), contacts=contacts,
-            track_members=track_members, on_deliver=on_deliver,
-        )
-        net.add(name, core)
+        add_overlay_node(net, name, config, contacts=[names[net.rng.randrange(i)]] if i else [], **options)
         net.run_for(join_spacing)
     return names
+
+
+def delivered(net: SimNet, msg_id: Any) -> dict[str, float]:
+    """Node -> time at which broadcast ``msg_id`` was delivered there (needs ``record_effects``
+    to keep :class:`~eco.runtime.broadcast.Deliver` effects)."""
+    return {name: at for at, name, e in net.effects_seen if type(e) is Deliver and e.id == msg_id}
 
 
 def overlay_problems(net: SimNet, *, min_active: int = 1) -> list[str]:

@@ -68,7 +68,7 @@ log = logging.getLogger("eco.runtime.node")
 CONTROL_CHANNEL = "std.control"
 """Channel name on the envelopes of links, monitors, exit signals and spawn requests."""
 
-_SEND, _CAST, _CALL, _REPLY = Kind.SEND, Kind.CAST, Kind.CALL, Kind.REPLY
+_SEND, _CAST, _CALL, _REPLY, _SEND_BATCH = Kind.SEND, Kind.CAST, Kind.CALL, Kind.REPLY, Kind.SEND_BATCH
 
 TOOL_PREFIX = "ecoc-"
 """Connections from identities named like this (``ecoc status``) are served but never become peers."""
@@ -143,9 +143,13 @@ class Node:
         self._down_hooks: list[Callable[[str], None]] = []
         self._peer_hooks: list[tuple[Callable[[str, int], None], Callable[[str], None]]] = []
         self._membership: Any = None  # eco.runtime.cluster.ClusterMembership (or the connection fallback)
+        self._link_opener: Callable[[str, Envelope | None], bool] | None = None  # see open_links_with
+        self._used: dict[str, float] = {}  # peer -> when it last carried a non-background envelope
         self._channel_by_type: dict[str, str] = {}
         self._channel_of: dict[type, str] = {}  # message class -> channel, filled on first use
-        self._heads: dict[Any, tuple[str, Callable[[Any], None]]] = {}  # dest -> (channel, payload sender): send_remote_nowait
+        self.remote_senders: dict[Any, tuple[type, Callable[[Any], bool], str]] = {}
+        """dest -> (message type, ``offer(msg) -> bool``, channel): the kernel's per-message
+        remote send path (see :meth:`send_remote_nowait`).  Cleared in place, never replaced."""
         # The receive hot path resolves destinations itself (no per-message kernel call):
         self._lookup = kernel._lookup
         self._names = kernel._names
@@ -227,10 +231,21 @@ class Node:
         return node in self._conns
 
     async def wait_connected(self, nodes: Iterable[str]) -> None:
-        """Wait until every node in ``nodes`` (other than this one) is connected."""
+        """Wait until every node in ``nodes`` (other than this one) is connected (or, with a link
+        opener (:meth:`open_links_with`), reachable on demand)."""
         wanted = {n for n in nodes if n != self.name}
-        while not wanted <= self._conns.keys():
-            await self._changed.park()
+        while True:
+            missing = wanted - self._conns.keys()
+            opener = self._link_opener
+            if opener is None:
+                if not missing:
+                    return
+                await self._changed.park()
+                continue
+            if not any(not opener(peer, None) for peer in missing):
+                return
+            with trio.move_on_after(_REOPEN_INTERVAL):  # (reachability changes without a connection: ask again)
+                await self._changed.park()
 
     async def wait_disconnected(self, node: str) -> None:
         while node in self._conns:
@@ -247,14 +262,40 @@ class Node:
         """
         self._channel_by_type = dict(carries)
         self._channel_of.clear()
-        self._heads.clear()
+        self.remote_senders.clear()
 
     def send_envelope(self, node: str, env: Envelope) -> bool:
-        """Queue ``env`` for ``node`` without waiting; False if it is not connected."""
+        """Queue ``env`` for ``node`` without waiting; False if it is not connected (and no
+        link opener (:meth:`open_links_with`) took it to send once a connection opens)."""
         conn = self._conns.get(node)
         if conn is None:
-            return False
+            # Background gossip is not worth a connection: it floods over the links there are.
+            opener = self._link_opener
+            return opener is not None and env.kind not in _BACKGROUND and opener(node, env)
+        if env.kind not in _BACKGROUND:
+            self._used[node] = trio.current_time()
         return self._queue(conn, env)
+
+    # ============================================================ on-demand links
+
+    def open_links_with(self, opener: Callable[[str, Envelope | None], bool] | None) -> None:
+        """Let ``opener(peer, envelope)`` open connections on demand (an overlay's driver owns the links):
+        :meth:`send_envelope` to an unconnected peer hands it the envelope (True: it is sent once the
+        connection opens; background gossip (membership, load reports, name tables) is not), and :meth:`wait_connected` takes ``opener(peer, None)`` (True: reachable,
+        the link opens with the first envelope) for a connection."""
+        self._link_opener = opener
+
+    def last_used(self, peer: str) -> float:
+        """When (trio time) the connection to ``peer`` last carried an envelope other than background
+        gossip (membership, load reports, name tables); 0.0 if never."""
+        return self._used.get(peer, 0.0)
+
+    def ties(self, peer: str) -> int:
+        """How many monitors and links join processes here with processes on ``peer`` (either way):
+        closing the connection would fire them with ``noconnection``."""
+        k = self.kernel
+        return len(k._remote_monitors.get(peer, ())) + len(k._remote_watchers.get(peer, ())) + \
+            len(k._remote_links.get(peer, ()))
 
     # ============================================================ connections
 
@@ -321,6 +362,8 @@ class Node:
         if self._conns.get(peer) is not conn:
             return
         del self._conns[peer]
+        self._used.pop(peer, None)
+        self._drop_senders(peer)
         self._changed.unpark_all()
         log.info("node %s: lost %s: %s", self.name, peer, reason)
         self.kernel.node_down(peer)
@@ -394,7 +437,7 @@ class Node:
         """
         kind = frame[1]
         try:
-            if kind == _SEND or kind == _CALL:
+            if kind == _SEND or kind == _CALL or kind == _SEND_BATCH:
                 dest = frame[4]
                 if type(dest) is PID:
                     target = self._lookup(dest)
@@ -404,6 +447,8 @@ class Node:
                     raise ProtocolError(f"bad destination {dest!r}")
                 if target is None:
                     return None  # a dead PID or an unknown name: dropped, as for local sends
+                if kind == _SEND_BATCH:
+                    return self._deliver_batch(target.mailbox, frame)
                 if kind == _SEND:
                     msg = frame[6]
                 else:
@@ -426,10 +471,27 @@ class Node:
             self._malformed(conn, frame[1], exc)
         return None
 
+    @staticmethod
+    def _deliver_batch(mailbox: Any, frame: list) -> Any:
+        # A SEND_BATCH that does not fit as a whole: message by message, as separate
+        # SENDs would be.  Under ``block`` the rest waits (frame[6] becomes the rest).
+        payloads = frame[6]
+        offer = mailbox.offer
+        for i, msg in enumerate(payloads):
+            if not offer(msg) and mailbox.overflow != "reject":
+                frame[6] = payloads[i:]
+                return _BLOCKED
+        return None
+
     async def _dispatch(self, conn: Connection, frame: list) -> None:
-        """Deliver a SEND or CALL frame, waiting for mailbox space under the ``block`` policy."""
+        """Deliver a SEND, SEND_BATCH or CALL frame, waiting for mailbox space under the ``block`` policy."""
         try:
-            if frame[1] == _SEND:
+            if frame[1] == _SEND_BATCH:
+                dest = _local_dest(frame[4])
+                send = self.kernel.send
+                for msg in frame[6]:
+                    await send(dest, msg)
+            elif frame[1] == _SEND:
                 await self.kernel.send(_local_dest(frame[4]), frame[6])
             else:
                 ref, sender, request = frame[6]
@@ -467,6 +529,8 @@ class Node:
             if handler is None:
                 log.warning("node %s: no handler for %s envelopes from %s", self.name, kind.name, conn.peer.node)
                 return None
+            if kind not in _BACKGROUND:
+                self._used[conn.peer.node] = trio.current_time()
             return handler(conn, env)
         return None
 
@@ -514,40 +578,48 @@ class Node:
         (full send buffer, a call request, a connection that changed).
 
         The frame head (kind, channel, destination) is packed once per destination and
-        channel and kept in the connection's ``payload_sender``, so only the payload is
-        packed per message.
+        channel and kept in the connection's ``payload_offer``, so only the payload is
+        packed per message.  The entry is kept in :attr:`remote_senders`, keyed by
+        destination, for the message type last sent there: the kernel and ``ctx.send``
+        look it up and call it themselves, with no call into the node.
         """
-        channel = self._channel_of.get(type(msg))
+        t = type(msg)
+        channel = self._channel_of.get(t)
         if channel is None:
-            if type(msg) is CallRequest:  # (never in _channel_of)
+            if t is CallRequest:  # (never in _channel_of)
                 return False
-            channel = self._channel_for(type(msg))
+            channel = self._channel_for(t)
+        senders = self.remote_senders
         try:
-            entry = self._heads.get(dest)
+            entry = senders.get(dest)
         except TypeError:  # an unhashable (node, name): the slow path explains
             return False
-        if entry is None or entry[0] != channel:
-            entry = self._head_for(dest, channel)
+        if entry is None or entry[2] != channel:
+            entry = self._sender_for(dest, t, channel)
             if entry is None:
                 return True  # not connected: dropped, as a send to a dead process is
-        try:
-            entry[1](msg)
-        except trio.WouldBlock:
-            return False
-        except ConnectionClosed:
-            self._heads.pop(dest, None)  # (it may have been replaced: the slow path looks again)
-            return False
-        return True
+        elif entry[0] is not t:
+            entry = senders[dest] = (t, entry[1], channel)  # same head, another message type
+        if entry[1](msg):
+            return True
+        senders.pop(dest, None)  # full or closed: the slow path waits or looks for a new connection
+        return False
 
-    def _head_for(self, dest: PID | tuple[str, str], channel: str) -> tuple[str, Callable[[Any], None]] | None:
+    def _drop_senders(self, peer: str) -> None:
+        # (Entries of a lost peer would only fail over to the slow path, but they keep the closed connection alive.)
+        senders = self.remote_senders
+        for dest in [d for d in senders if _dest_node(d) == peer]:
+            del senders[dest]
+
+    def _sender_for(self, dest: PID | tuple[str, str], t: type, channel: str) -> tuple[type, Callable[[Any], bool], str] | None:
         conn = self._conns.get(_dest_node(dest))
         if conn is None or conn._closing:
             return None
-        entry = (channel, conn.payload_sender(conn.frame_head(_SEND_INT, channel, None, _wire_dest(dest), 0)))
-        heads = self._heads
-        if len(heads) >= 4096:  # bounded: many destinations just rebuild their heads
-            heads.clear()
-        heads[dest] = entry
+        entry = (t, conn.payload_offer(conn.frame_head(_SEND_INT, channel, None, _wire_dest(dest), 0)), channel)
+        senders = self.remote_senders
+        if len(senders) >= 4096:  # bounded: many destinations just rebuild their entries
+            senders.clear()
+        senders[dest] = entry
         return entry
 
     def _channel_for(self, cls: type) -> str:
@@ -597,6 +669,11 @@ class Node:
         self._control_send(watcher.node, Envelope(Kind.DOWN, CONTROL_CHANNEL, None, watcher, 0, (ref, wire_target, reason)))
 
 
+_BACKGROUND = frozenset({Kind.MEMBERSHIP, Kind.LOAD, Kind.NAMES})
+"""Periodic gossip that does not count as using a connection (``Node.last_used``)."""
+_REOPEN_INTERVAL = 0.1
+"""Seconds between reachability checks of missing peers in ``wait_connected`` (with a link opener)."""
+
 _BLOCKED = object()
 """Returned by ``Node._deliver`` for a message that must wait for mailbox space."""
 
@@ -629,8 +706,9 @@ class _Inbound:
         def on_frame(frame: list) -> None:
             if self._pending is not None:  # (only if the transport delivered after set_receiver(None))
                 raise RuntimeError("a frame was delivered while the node is switched to queueing")
-            if frame[1] is _SEND:
-                # The hot path, inlined: a plain send into a mailbox with room.
+            kind = frame[1]
+            if kind is _SEND or kind is _SEND_BATCH:
+                # The hot path, inlined: plain sends into a mailbox with room.
                 dest = frame[4]
                 if type(dest) is str:
                     target = names.get(dest)
@@ -643,14 +721,20 @@ class _Inbound:
                 if target is not _BLOCKED:
                     mailbox = target.mailbox  # Mailbox.offer inlined for a mailbox with room
                     items = mailbox._items
-                    if len(items) < mailbox.capacity:
-                        items.append(frame[6])
+                    if kind is _SEND:
+                        if len(items) < mailbox.capacity:
+                            items.append(frame[6])
+                        elif not mailbox.offer(frame[6]):  # (drop_oldest makes room)
+                            target = _BLOCKED
+                    elif len(items) + len(frame[6]) <= mailbox.capacity:
+                        items.extend(frame[6])  # a whole batch: one C call
+                    else:
+                        target = _BLOCKED  # _deliver takes it message by message
+                    if target is not _BLOCKED:
                         waiter = mailbox._waiter
                         if waiter is not None:
                             mailbox._waiter = None
                             reschedule(waiter)
-                        return
-                    if mailbox.offer(frame[6]):  # (drop_oldest makes room)
                         return
             waiting = deliver(conn, frame)
             if waiting is not None:

@@ -13,7 +13,9 @@ so ``module:Class`` components next to the ``.eco`` file import; set
 
 The node connects to every ``--join`` address (and keeps reconnecting), and
 once every node of the cluster is connected the first node declared in the
-cluster starts the ecosystems.  SIGTERM or SIGINT stop it gracefully (a second
+cluster starts the ecosystems.  Under ``topology hyparview`` the ``--join``
+addresses are the overlay's contacts instead: the membership driver opens and
+closes every link (see :mod:`eco.runtime.cluster`).  SIGTERM or SIGINT stop it gracefully (a second
 one stops it at once).  Exit status: 0 after a clean stop, 1 on a runtime
 failure (e.g. the listen address is taken), 2 for bad arguments, plan or cookie.
 
@@ -38,7 +40,7 @@ import trio
 from eco.plan import Cluster, Plan, PlanError, Secret, load_plan
 
 from .gctune import tune_gc
-from .cluster import ClusterMembership
+from .cluster import CONTACT_WAIT, ClusterMembership
 from .kernel import Kernel
 from .node import Node, node_transport_config
 from .node_ecosystem import EcosystemService
@@ -130,7 +132,8 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
     async with kernel, open_tcp_transport(config) as transport:
         node = Node(kernel, transport, on_event=report)
         # Membership first: the ecosystem service follows the node's member events from the start.
-        membership = ClusterMembership(node, cluster, join=args.join)
+        # (hyparview: nodes started together must not join through a contact that is not listening yet)
+        membership = ClusterMembership(node, cluster, join=args.join, contact_wait=CONTACT_WAIT)
         service = EcosystemService(node, plan, cluster, report=report)
         status_service = StatusService(node, membership, cluster=cluster.name, ecosystems=lambda: ecosystem_view(service))
         async with trio.open_nursery() as nursery:
@@ -139,7 +142,8 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
             if args.exit_on_stdin_eof:
                 nursery.start_soon(_watch_stdin, stop)
             try:
-                address = await nursery.start(node.serve, listen, _serve_joins(args.join, membership, plan, cluster))
+                # (hyparview: the membership driver owns the links; the --join addresses are its contacts)
+                address = await nursery.start(node.serve, listen, [] if membership.manages_links else args.join)
             except ConnectError as exc:
                 report("fatal", message=str(exc))
                 print(f"ecoc node: error: {exc}", file=sys.stderr)
@@ -152,18 +156,6 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
             logging.getLogger("eco.runtime.node").info("node %s#%d up at %s", args.name, incarnation, address)
             await nursery.start(service.run)
     return status
-
-
-def _serve_joins(join: list[str], membership: ClusterMembership, plan: Plan, cluster: Cluster) -> list[str]:
-    """The addresses ``node.serve`` keeps links to.  With ``topology hyparview`` the membership
-    driver opens and closes links itself (the ``--join`` addresses are its contacts), unless the
-    cluster runs ecosystems: their processes talk directly, so the joined links stay."""
-    if not membership.manages_links:
-        return join
-    if any(e.cluster in (None, cluster.name) for e in plan.ecosystems):
-        membership.sweep_links = False
-        return join
-    return []
 
 
 class _Stopper:

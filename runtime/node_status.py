@@ -22,7 +22,7 @@ from typing import Any
 
 import trio
 
-from .handshake import Identity
+from .handshake import TOOL_PREFIX, UNKNOWN_CLUSTER, Identity
 from .secrets import Cookie
 from .transport import ConnectError, ConnectionClosed, HandshakeRefused, TransportConfig
 from .wire import Envelope, Kind
@@ -122,8 +122,10 @@ class StatusService:
 
     async def _cluster_ecosystems(self, members: list[dict]) -> dict[str, Any]:
         views: dict[str, Any] = {self.node.name: await self._local_ecosystems()}
-        peers = [x["name"] for x in members
-                 if x["name"] != self.node.name and x["state"] in ("up", "suspect") and self.node.is_connected(x["name"])]
+        # (hyparview: the membership driver opens a link to any member on demand, and closes it once idle)
+        on_demand = getattr(self.membership, "manages_links", False)
+        peers = [x["name"] for x in members if x["name"] != self.node.name and x["state"] in ("up", "suspect")
+                 and (on_demand or self.node.is_connected(x["name"]))]
         send, receive = trio.open_memory_channel[tuple[str, Any]](len(peers) + 1)
         asked = 0
         for peer in peers:
@@ -175,36 +177,31 @@ def _jsonable(value: Any) -> Any:
 async def fetch_status(address: str, cookie: Cookie, *, cluster: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
     """Ask the node at ``address`` for its status.  StatusError when unreachable, refused or silent.
 
-    Without ``cluster`` the node's cluster name is learnt from its handshake greeting.
+    Without ``cluster`` the handshake learns the node's cluster name (a tool may leave it unknown,
+    see :mod:`eco.runtime.handshake`); the cookie still authenticates both sides.
     """
     from .tcp import open_tcp_transport
 
-    name = cluster if cluster is not None else ""
-    for attempt in range(2):
-        identity = Identity(name or "-", f"ecoc-status-{os.getpid()}", time.time_ns() // 1_000_000, cookie)
-        config = TransportConfig(identity, connect_timeout=timeout, handshake_timeout=timeout)
-        async with open_tcp_transport(config) as transport:
-            # Errors are returned, not raised, so they do not leave the transport's nursery as a group.
-            outcome = await _ask(transport, address, timeout)
-        if isinstance(outcome, dict):
-            return outcome
-        if isinstance(outcome, HandshakeRefused):
-            reason = outcome.refusal.reason.value
-            learnt = re.search(r"peer belongs to cluster '([^']*)'", outcome.refusal.detail or "")
-            if reason == "wrong_cluster" and cluster is None and learnt and attempt == 0:
-                name = learnt.group(1)
-                continue
-            if reason == "bad_cookie":
-                raise StatusError("refused", f"node at {address} refused the cookie: check ECO_COOKIE or --cookie-file")
-            if reason == "wrong_cluster":
-                raise StatusError("refused", f"node at {address} belongs to another cluster ({outcome.refusal.detail})")
-            raise StatusError("refused", f"node at {address} refused the connection: {reason}")
-        if isinstance(outcome, ConnectError):
-            raise StatusError("unreachable", f"cannot reach a node at {address}: {outcome}")
-        if isinstance(outcome, ConnectionClosed):
-            raise StatusError("no_answer", f"node at {address} closed the connection before answering: {outcome.reason}")
-        raise StatusError("no_answer", f"node at {address} did not answer a status request within {timeout:g}s")
-    raise StatusError("refused", f"node at {address} refused the connection")
+    name = UNKNOWN_CLUSTER if cluster is None else cluster
+    identity = Identity(name, f"{TOOL_PREFIX}status-{os.getpid()}", time.time_ns() // 1_000_000, cookie)
+    config = TransportConfig(identity, connect_timeout=timeout, handshake_timeout=timeout)
+    async with open_tcp_transport(config) as transport:
+        # Errors are returned, not raised, so they do not leave the transport's nursery as a group.
+        outcome = await _ask(transport, address, timeout)
+    if isinstance(outcome, dict):
+        return outcome
+    if isinstance(outcome, HandshakeRefused):
+        reason = outcome.refusal.reason.value
+        if reason == "bad_cookie":
+            raise StatusError("refused", f"node at {address} refused the cookie: check ECO_COOKIE or --cookie-file")
+        if reason == "wrong_cluster":
+            raise StatusError("refused", f"node at {address} belongs to another cluster ({outcome.refusal.detail})")
+        raise StatusError("refused", f"node at {address} refused the connection: {reason}")
+    if isinstance(outcome, ConnectError):
+        raise StatusError("unreachable", f"cannot reach a node at {address}: {outcome}")
+    if isinstance(outcome, ConnectionClosed):
+        raise StatusError("no_answer", f"node at {address} closed the connection before answering: {outcome.reason}")
+    raise StatusError("no_answer", f"node at {address} did not answer a status request within {timeout:g}s")
 
 
 async def ecosystem_view(service: Any) -> dict[str, Any]:

@@ -13,13 +13,25 @@ The core behind ``topology hyparview`` in running nodes (the driver is
   (and not back within ``link_grace``), cannot be opened, or whose phi (a
   :class:`~eco.runtime.mesh.Heartbeat` every ``heartbeat`` over each active
   link; any message counts) crosses the threshold is dropped from the active
-  view (HyParView repairs it) and broadcast as *suspect*; unless it refutes (a live node hearing the rumour outbids it with
-  a higher incarnation) it is *down* after ``suspicion_timeout``.  New
+  view (HyParView repairs it) and broadcast as *suspect*; unless it refutes (a
+  live node hearing the rumour outbids it with a higher incarnation) it is
+  *down* after ``suspicion_timeout`` (every node times the suspicion out itself;
+  only the accuser broadcasts the verdict, so a crash costs one flood, not n).  New
   neighbours swap their whole member lists, and every ``anti_entropy_interval``
   a random neighbour gets one (repairs what a broadcast missed while the tree
   was changing).
 
 Only neighbours judge a node; everybody else learns its fate by broadcast.
+
+Healing: every ``reconnect_interval``, with probability ``down / alive`` (so the
+whole cluster makes about one attempt per down member and period, however large
+it is), a node asks a random member it holds as *down* to become a neighbour
+(HyParView's refresh request, which a full view accepts by evicting a
+neighbour).  A crashed member costs one failed dial; a member that was only cut
+off by a partition answers, the digests swapped over the new link make it
+refute, and the two sides are one overlay again.  (HyParView's own periodic
+refresh of a passive entry does the same when the passive views still hold
+nodes of the other side; this covers partitions long enough to have purged them.)
 """
 
 from __future__ import annotations
@@ -64,8 +76,13 @@ class OverlayMembership:
         suspicion_timeout: float = 1.0,
         link_grace: float = 0.05,
         anti_entropy_interval: float = 1.0,
+        reconnect_interval: float = 10.0,
         phi: PhiDetector | None = None,
+        track_members: bool = True,
     ) -> None:
+        """``track_members=False`` runs the overlay, the broadcast and the link detector only (no
+        member records, digests or suspicions): for simulations of clusters too large for a full
+        member list per node in one process."""
         self.name = name
         self.rng = rng
         self.view = HyParViewNode(name, config, rng=rng, contacts=contacts)
@@ -74,10 +91,13 @@ class OverlayMembership:
         self.suspicion_timeout = suspicion_timeout
         self.link_grace = link_grace
         self.anti_entropy_interval = anti_entropy_interval
+        self.reconnect_interval = reconnect_interval
+        self.track_members = track_members
         self.links: set[str] = set()
         self.phi = phi or PhiDetector()
         self.detectors = PhiRegistry(self.phi)
         self._announced = False
+        self._accused: set[tuple[str, int]] = set()  # (name, incarnation) this node suspected itself
         self._stopped = False
 
     # ------------------------------------------------------------ queries
@@ -93,11 +113,16 @@ class OverlayMembership:
 
     def start(self, now: float) -> list[Any]:
         out = self._route(now, self.view.start(now), "hv")
-        out.append(SetTimer(("ae",), now + self.rng.uniform(0.5, 1.0) * self.anti_entropy_interval))
+        if self.track_members:
+            out.append(SetTimer(("ae",), now + self.rng.uniform(0.5, 1.0) * self.anti_entropy_interval))
+            out.append(SetTimer(("reconnect",), now + self.reconnect_interval))
         out.append(SetTimer(("hb",), now + self.rng.uniform(0, self.phi.heartbeat)))
         return out
 
     def leave(self, now: float) -> list[Any]:
+        if not self.track_members:
+            self._stopped = True
+            return self._route(now, self.view.leave(now), "hv")
         record = self.members.leave()
         # The broadcast would go in full to eager neighbours only, and a lazy one could not graft
         # it from a node that is gone: every neighbour gets the full message, and forwards it.
@@ -123,7 +148,12 @@ class OverlayMembership:
         return [SetTimer(("link_lost", peer), now + self.link_grace)]
 
     def connect_failed(self, now: float, peer: str) -> list[Any]:
-        """The driver could not open a connection to ``peer``."""
+        """The driver could not open a connection to ``peer`` (same as :meth:`peer_down`)."""
+        return self.peer_down(now, peer)
+
+    def peer_down(self, now: float, peer: str) -> list[Any]:
+        """The link to ``peer`` failed: a dial that could not be opened, or a neighbour's
+        connection reset or judged failed by the driver.  A neighbour is dropped and accused."""
         if self._stopped:
             return []
         was_neighbor = peer in self.view.active
@@ -158,36 +188,51 @@ class OverlayMembership:
             if peer is not None:
                 out.append(Send(peer, OverlayDigest(tuple(self.members))))
             out.append(SetTimer(("ae",), now + self.anti_entropy_interval))
+        elif kind == "reconnect":
+            self._reconnect(now, out)
+            out.append(SetTimer(("reconnect",), now + self.reconnect_interval))
         elif kind == "hb":
             out.extend(Send(peer, Heartbeat()) for peer in sorted(self.view.active))
             for peer in self.detectors.unavailable(now):
                 if peer in self.view.active:
-                    self._lost(now, peer, out)
+                    out += self.peer_down(now, peer)
             out.append(SetTimer(("hb",), now + self.phi.heartbeat))
         elif kind == "link_lost":
             peer = key[1]  # type: ignore[index]
             if peer not in self.links and peer in self.view.active:
-                self._lost(now, peer, out)
+                out += self.peer_down(now, peer)
         elif kind == "suspicion":
             _, name, incarnation = key  # type: ignore[misc]
             current = self.members.get(name)
+            accuser = (name, incarnation) in self._accused
+            self._accused.discard((name, incarnation))
             if current is not None and current.state == MemberState.SUSPECT and current.incarnation == incarnation:
                 down = replace(current, state=MemberState.DOWN)
                 out += self._merge(now, (down,))
-                out += self.broadcast(now, down)
+                # Every holder of the suspicion times it out; only the accuser tells the others, or
+                # each node would flood the cluster with the same verdict.
+                if accuser:
+                    out += self.broadcast(now, down)
         return out
 
     # ------------------------------------------------------------ internals
 
-    def _lost(self, now: float, peer: str, out: list[Any]) -> None:
-        """A neighbour failed: repair the view around it and accuse it."""
-        out += self._route(now, self.view.peer_down(now, peer), "hv")
-        self._suspect(now, peer, out)
+    def _reconnect(self, now: float, out: list[Any]) -> None:
+        """Maybe ask a member held as down to be a neighbour (see the module docstring)."""
+        down = [m.name for m in self.members if m.state == MemberState.DOWN]
+        if not down or self.rng.random() >= len(down) / max(1, self.members.count_alive()):
+            return
+        peer = self.view._pick(set(down) - self.view.active - self.view._pending)
+        if peer is not None:
+            out += self._route(now, self.view.refresh(now, peer), "hv")
 
     def _suspect(self, now: float, peer: str, out: list[Any]) -> None:
+        if not self.track_members:
+            return
         current = self.members.get(peer)
         if current is not None and current.state == MemberState.UP:
             record = replace(current, state=MemberState.SUSPECT)
+            self._accused.add((peer, record.incarnation))
             out += self._merge(now, (record,))
             out += self.broadcast(now, record)
 
@@ -201,8 +246,9 @@ class OverlayMembership:
                 self.tree.neighbor_up(now, effect.peer)
                 self.detectors.remove(effect.peer)
                 self.detectors.heartbeat(effect.peer, now)  # judge it from now on
-                out.append(Send(effect.peer, OverlayDigest(tuple(self.members))))
-                if not self._announced:
+                if self.track_members:
+                    out.append(Send(effect.peer, OverlayDigest(tuple(self.members))))
+                if not self._announced and self.track_members:
                     self._announced = True
                     out += self.broadcast(now, self.members.me)
                 out.append(effect)

@@ -27,10 +27,11 @@ class PID:
     incarnation: int
 
     def __init__(self, node: str, serial: int, incarnation: int = 0) -> None:
-        object.__setattr__(self, "node", node)
-        object.__setattr__(self, "serial", serial)
-        object.__setattr__(self, "incarnation", incarnation)
-        object.__setattr__(self, "_hash", hash((node, serial, incarnation)))
+        # The slots' own setters: half the cost of object.__setattr__ (a PID is made per spawn).
+        _pid_node(self, node)
+        _pid_serial(self, serial)
+        _pid_incarnation(self, incarnation)
+        _pid_hash(self, hash((node, serial, incarnation)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("PID is immutable")
@@ -97,10 +98,10 @@ class Ref:
     n: int
 
     def __init__(self, node: str, incarnation: int, n: int) -> None:
-        object.__setattr__(self, "node", node)
-        object.__setattr__(self, "incarnation", incarnation)
-        object.__setattr__(self, "n", n)
-        object.__setattr__(self, "_hash", hash((n, node, incarnation)))
+        _ref_node(self, node)
+        _ref_incarnation(self, incarnation)
+        _ref_n(self, n)
+        _ref_hash(self, hash((n, node, incarnation)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Ref is immutable")
@@ -139,3 +140,14 @@ class Ref:
         ):
             return cls(data[0], data[1], data[2])
         raise ValueError(f"not a Ref: {data!r}")
+
+
+# Slot descriptors' setters, used by the constructors (the classes forbid normal assignment).
+_pid_node = PID.__dict__["node"].__set__
+_pid_serial = PID.__dict__["serial"].__set__
+_pid_incarnation = PID.__dict__["incarnation"].__set__
+_pid_hash = PID.__dict__["_hash"].__set__
+_ref_node = Ref.__dict__["node"].__set__
+_ref_incarnation = Ref.__dict__["incarnation"].__set__
+_ref_n = Ref.__dict__["n"].__set__
+_ref_hash = Ref.__dict__["_hash"].__set__

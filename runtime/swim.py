@@ -19,6 +19,14 @@ which is also how a node joins through a seed and how the two sides of a healed
 partition find each other again; and a down verdict learnt through such an
 exchange is only taken as a suspicion, so the accused gets a chance to refute.
 
+Client/server (``servers`` given, the ``client_server`` topology): a client
+talks to servers only. Clients probe servers only, servers probe everyone;
+indirect probes go through servers only (so a client is never asked to reach
+another client); a client's full-state exchanges and leave announcement go to
+servers. Updates still piggyback on every probe and ack, so clients learn
+about each other through the servers; since clients do not pass updates on, a
+server retransmits each one once more per live client.
+
 Driver contract: ``start(now)`` once, then ``receive(now, src, msg)`` for every
 message and ``timer(now, key)`` for every :class:`SetTimer` that comes due; each
 returns a list of effects (:class:`Send`, :class:`SetTimer`, :class:`MemberEvent`).
@@ -99,8 +107,11 @@ class SwimNode:
         incarnation: int = 0,
         seeds: Iterable[str] = (),
         options: SwimOptions | None = None,
+        servers: Iterable[str] | None = None,
     ) -> None:
         self.name = name
+        self.servers: frozenset[str] | None = None if servers is None else frozenset(servers)
+        self.is_client = self.servers is not None and name not in self.servers
         self.config = config or SwimDetector()
         self.options = options or SwimOptions()
         self.rng = rng
@@ -129,7 +140,7 @@ class SwimNode:
         """Leave gracefully: tell every live member at once, then go quiet."""
         record = self.members.leave()
         self._stopped = True
-        return [Send(peer, Gossip((record,))) for peer in self.members.alive_names()]
+        return [Send(peer, Gossip((record,))) for peer in self.members.alive_names() if self.may_contact(peer)]
 
     def receive(self, now: float, src: str, msg: SwimMessage) -> list[Effect]:
         if self._stopped:
@@ -180,6 +191,10 @@ class SwimNode:
             out.append(SetTimer(("sync",), now + self.options.sync_interval))
         return out
 
+    def may_contact(self, name: str) -> bool:
+        """Whether this node sends to ``name`` on its own initiative (a client: servers only)."""
+        return not self.is_client or name in self.servers  # type: ignore[operator]
+
     # ------------------------------------------------------------ probing
 
     def _next_seq(self) -> int:
@@ -192,9 +207,9 @@ class SwimNode:
                 name = self._order[self._order_pos]
                 self._order_pos += 1
                 member = self.members.get(name)
-                if member is not None and member.alive and name != self.name:
+                if member is not None and member.alive and name != self.name and self.may_contact(name):
                     return name
-            self._order = self.members.alive_names()
+            self._order = [n for n in self.members.alive_names() if self.may_contact(n)]
             self._order.sort()  # dict order depends on arrival; sort for reproducibility
             self.rng.shuffle(self._order)
             self._order_pos = 0
@@ -217,7 +232,8 @@ class SwimNode:
         target = self._probing.get(seq)
         if target is None:
             return
-        helpers = [n for n in self.members.alive_names() if n != target]
+        helpers = [n for n in self.members.alive_names() if n != target and n != self.name
+                   and (self.servers is None or n in self.servers)]
         k = min(self.config.indirect_probes, len(helpers))
         for helper in self.rng.sample(sorted(helpers), k):
             out.append(Send(helper, PingReq(seq, target, self._piggyback())))
@@ -231,7 +247,8 @@ class SwimNode:
             self._apply(now, replace(current, state=MemberState.SUSPECT), out)
 
     def _sync(self, out: list[Effect]) -> None:
-        candidates = sorted(m.name for m in self.members if m.name != self.name and m.state != MemberState.LEFT)
+        candidates = sorted(m.name for m in self.members
+                            if m.name != self.name and m.state != MemberState.LEFT and self.may_contact(m.name))
         if candidates:
             out.append(Send(self.rng.choice(candidates), Sync(self._snapshot())))
 
@@ -258,7 +275,7 @@ class SwimNode:
             if member.state == MemberState.SUSPECT:
                 key = ("suspicion", member.name, member.incarnation)
                 out.append(SetTimer(key, now + self.config.suspicion_timeout))
-            elif member.state == MemberState.UP and merge.event.previous is None:
+            elif member.state == MemberState.UP and merge.event.previous is None and self.may_contact(member.name):
                 # A newcomer goes to a random place in the current round so it is probed soon.
                 self._order.insert(self.rng.randint(self._order_pos, len(self._order)), member.name)
         elif update.state == MemberState.SUSPECT:
@@ -270,7 +287,12 @@ class SwimNode:
         self._queue[record.name] = [record, 0]
 
     def _retransmit_limit(self) -> int:
-        return self.options.retransmit_mult * max(1, math.ceil(math.log10(self.members.count_alive() + 1)))
+        limit = self.options.retransmit_mult * max(1, math.ceil(math.log10(self.members.count_alive() + 1)))
+        if self.servers is not None and not self.is_client:
+            # Clients hear updates only from servers (they never gossip to each other), so a server
+            # repeats each one often enough to have reached every client (each pings every server).
+            limit += sum(1 for n in self.members.alive_names() if n not in self.servers)
+        return limit
 
     def _piggyback(self) -> Updates:
         if not self._queue:

@@ -40,7 +40,7 @@ from .transport import (
     TransportConfig,
     drive_handshake,
 )
-from .wire import _KIND_INT, WIRE_VERSION, Envelope, FrameDecoder, FrameEncoder, Kind, ProtocolError
+from .wire import _KIND_INT, _SEND_BATCH, WIRE_VERSION, Envelope, FrameDecoder, FrameEncoder, Kind, ProtocolError
 
 log = logging.getLogger("eco.transport")
 
@@ -123,10 +123,7 @@ class TcpConnection(Connection):
         sendbuf = self._sendbuf
         if len(sendbuf) >= self._limit:
             await self._wait_send_space()
-        if self._writer_idle:
-            self._buffer(self._encode(env))
-        else:
-            sendbuf += self._encode(env)
+        self._append(self._encode(env))
 
     def send_nowait(self, env: Envelope) -> None:
         if self._closing:
@@ -134,10 +131,7 @@ class TcpConnection(Connection):
         sendbuf = self._sendbuf
         if len(sendbuf) >= self._limit:
             raise trio.WouldBlock
-        if self._writer_idle:
-            self._buffer(self._encode(env))
-        else:  # the writer is already due to run: just append (the per-message hot path)
-            sendbuf += self._encode(env)
+        self._append(self._encode(env))
 
     def send_raw_nowait(self, kind: int, channel: str, source: Any, destination: Any, sequence: int, payload: Any) -> None:
         if self._closing:
@@ -148,7 +142,7 @@ class TcpConnection(Connection):
         # FrameEncoder.encode_fields inlined for the common case (a known kind
         # that is a Kind or a plain int): this is the node's per-message path.
         value = _KIND_INT.get(kind)
-        if value is None or value == 1 or type(channel) is not str or type(sequence) is not int:
+        if value is None or value == 1 or value == _SEND_BATCH or type(channel) is not str or type(sequence) is not int:
             data = self._encode_fields(kind, channel, source, destination, sequence, payload)  # explains the error
         else:
             try:
@@ -157,10 +151,7 @@ class TcpConnection(Connection):
                 data = self._encode_fields(kind, channel, source, destination, sequence, payload)  # raises ProtocolError
             if len(data) > self._max_frame:
                 data = self._encode_fields(kind, channel, source, destination, sequence, payload)  # raises FrameTooLarge
-        if self._writer_idle:
-            self._buffer(data)
-        else:
-            sendbuf += data
+        self._append(data)
 
     def frame_head(self, kind: int, channel: str, source: Any, destination: Any, sequence: int) -> bytes:
         return self._encoder.encode_head(kind, channel, source, destination, sequence)
@@ -178,38 +169,87 @@ class TcpConnection(Connection):
             data = self._encoder.encode_with_head(head, payload)  # raises ProtocolError
         if len(data) + len(head) > self._max_frame:
             data = self._encoder.encode_with_head(head, payload)  # raises FrameTooLarge
-        if self._writer_idle:
-            self._buffer(head + data)
-        else:
-            sendbuf += head
-            sendbuf += data
+        self._append(head + data)
 
     def payload_sender(self, head: bytes) -> Callable[[Any], None]:
+        return self._payload_closure(head, offer=False)  # type: ignore[return-value]
+
+    def payload_offer(self, head: bytes) -> Callable[[Any], bool]:
+        return self._payload_closure(head, offer=True)  # type: ignore[return-value]
+
+    def _payload_closure(self, head: bytes, *, offer: bool) -> Callable[[Any], bool | None]:
         # send_payload_nowait as a closure over the connection's state: the
         # node's per-message send path, with as few lookups as possible.
+        # (offer=True: return False instead of raising WouldBlock / ConnectionClosed.)
+        #
+        # Payloads of a SEND head that queue up behind the writer are batched:
+        # the first opens a SEND_BATCH frame (FrameEncoder.open_batch), the
+        # next ones are appended to it as they are, so the receiver decodes
+        # one frame, and delivers one list, per run of messages to the same
+        # destination.  A lone message (idle writer) goes out as a plain SEND.
+        # While this head's batch is open, a payload is only packed and
+        # appended: the batch's limit (FrameEncoder.batch_limit) keeps the
+        # frame within max_frame_size and the buffer within send_buffer_bytes,
+        # and closing the connection closes the batch first.
+        encoder = self._encoder
         sendbuf, limit, pack, max_frame = self._sendbuf, self._limit, self._pack, self._max_frame
-        encode_with_head, buffer = self._encoder.encode_with_head, self._buffer
+        encode_with_head, buffer = encoder.encode_with_head, self._buffer
         room = max_frame - len(head)
+        batch_head = FrameEncoder.batch_head(head)
+        batch_room = max_frame - len(batch_head) - 4 if batch_head is not None else -1
+        batch_key: object = batch_head if batch_head is not None else object()  # (never open)
+        open_batch = encoder.open_batch
 
-        def send_payload(payload: Any) -> None:
+        def send_payload(payload: Any) -> bool | None:
             nonlocal sendbuf  # (+= extends the one bytearray in place)
+            if encoder.batch is batch_key:
+                try:
+                    data = pack(payload)
+                except (TypeError, ValueError, OverflowError):
+                    data = encode_with_head(head, payload)  # raises ProtocolError
+                if len(sendbuf) + len(data) <= encoder.batch_limit:
+                    sendbuf += data  # one more element of the open SEND_BATCH frame
+                    encoder.batch_count += 1
+                    return True
+            else:
+                data = None
             if self._closing:
+                if offer:
+                    return False
                 raise ConnectionClosed(self.close_reason or "the connection is closing")
             if len(sendbuf) >= limit:
+                if offer:
+                    return False
                 raise trio.WouldBlock
-            try:
-                data = pack(payload)
-            except (TypeError, ValueError, OverflowError):
-                data = encode_with_head(head, payload)  # raises ProtocolError
+            if data is None:
+                try:
+                    data = pack(payload)
+                except (TypeError, ValueError, OverflowError):
+                    data = encode_with_head(head, payload)  # raises ProtocolError
             if len(data) > room:
                 encode_with_head(head, payload)  # raises FrameTooLarge
             if self._writer_idle:
                 buffer(head + data)
+            elif len(data) <= batch_room:
+                open_batch(batch_head, data, limit)  # type: ignore[arg-type]
             else:
+                if encoder.batch is not None:
+                    encoder.close_batch()
                 sendbuf += head
                 sendbuf += data
+            return True
 
         return send_payload
+
+    def _append(self, data: bytes) -> None:
+        """Queue one encoded frame (after any open batch), or send it now on an idle line."""
+        if self._writer_idle:
+            self._buffer(data)
+        else:
+            encoder = self._encoder
+            if encoder.batch is not None:
+                encoder.close_batch()
+            self._sendbuf += data
 
     def _buffer(self, data: bytes) -> None:
         """Send the encoded frame now if the line is idle, else queue it for the writer task.
@@ -233,10 +273,14 @@ class TcpConnection(Connection):
                     self._tx += 1
                     return
                 data = data[sent:]
+            if self._encoder.batch is not None:
+                self._encoder.close_batch()
             sendbuf += data
             self._writer_idle = False  # (one wake-up is enough)
             self._writer_lot.unpark()
         else:
+            if self._encoder.batch is not None:
+                self._encoder.close_batch()
             sendbuf += data
 
     async def _wait_send_space(self) -> None:
@@ -274,9 +318,14 @@ class TcpConnection(Connection):
         # Stop sending, flush, then half-close; the reader finishes at EOF.
         self._goodbye_reason = f"closed by the peer: {reason}" if reason else "closed by the peer"
         if not self._closing:
+            self._encoder.close_batch()
             self._closing = True
             self._writer_lot.unpark_all()
             self._space_lot.unpark_all()
+
+    def _mark_closed(self, reason: str, *, error: bool) -> bool:
+        self._encoder.close_batch()  # (no payload may join an open batch once closing)
+        return super()._mark_closed(reason, error=error)
 
     def _abort(self, reason: str, *, error: bool = True) -> None:
         self._mark_closed(reason, error=error)
@@ -302,14 +351,27 @@ class TcpConnection(Connection):
     async def _reader(self) -> None:
         stream, decoder = self._stream, self._decoder
         feed, drain_to = decoder.feed, decoder.drain_to
-        receive_some = stream.receive_some if self._fd < 0 else self._receive_some
+        fd, wait_readable, read = self._fd, trio.lowlevel.wait_readable, os.read
         inbox, limit = self._inbox, self.config.receive_queue
         queue, other = inbox.append, self._deliver
         try:
             while self._early:
                 self._deliver(self._early.popleft())
             while True:
-                data = await receive_some(_READ_SIZE)
+                if fd >= 0:
+                    # stream.receive_some without trio's wrappers (and without a coroutine
+                    # per read): wait until the socket is readable, then read.  Waiting
+                    # first (rather than trying a read that usually fails between
+                    # messages) saves a system call and an exception per message on a
+                    # request/response pattern, and the wait is the reader's scheduling
+                    # point, so a busy connection cannot starve others.
+                    await wait_readable(fd)
+                    try:
+                        data = read(fd, _READ_SIZE)
+                    except BlockingIOError:
+                        continue
+                else:
+                    data = await stream.receive_some(_READ_SIZE)
                 if not data:
                     break
                 self._wrote_directly = False  # (we went through a scheduling point)
@@ -349,20 +411,6 @@ class TcpConnection(Connection):
             self._abort(self._goodbye_reason, error=False)
         else:
             self._abort("the peer closed the connection without saying goodbye")
-
-    async def _receive_some(self, max_bytes: int) -> bytes:
-        """``stream.receive_some`` without trio's wrappers: wait until the socket
-        is readable, then read.  Waiting first (rather than trying a read that
-        usually fails between messages) saves a system call and an exception
-        per message on a request/response pattern, and the wait is the
-        reader's scheduling point, so a busy connection cannot starve others."""
-        fd = self._fd
-        while True:
-            await trio.lowlevel.wait_readable(fd)
-            try:
-                return os.read(fd, max_bytes)
-            except BlockingIOError:
-                continue
 
     async def _writer(self) -> None:
         stream, encoder, fd = self._stream, self._encoder, self._fd

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from .handshake import Established, Handshake, Identity, PeerHello, Reason, Refused, Role, Send
-from .wire import DEFAULT_MAX_FRAME_SIZE, WIRE_VERSION, Envelope, Kind, ProtocolError, validate_envelope
+from .wire import DEFAULT_MAX_FRAME_SIZE, WIRE_VERSION, Envelope, Kind, ProtocolError, expand_batch, validate_envelope
 
 log = logging.getLogger("eco.transport")
 
@@ -193,6 +193,21 @@ class Connection(abc.ABC):
 
         return send_payload
 
+    def payload_offer(self, head: Any) -> Callable[[Any], bool]:
+        """``offer(payload) -> bool``: :meth:`payload_sender` that returns False instead of
+        raising ``trio.WouldBlock`` or :class:`ConnectionClosed` (nothing is sent then;
+        ``await send(...)`` waits or explains).  Encoding errors still raise."""
+        send = self.payload_sender(head)
+
+        def offer(payload: Any) -> bool:
+            try:
+                send(payload)
+            except (trio.WouldBlock, ConnectionClosed):
+                return False
+            return True
+
+        return offer
+
     @abc.abstractmethod
     async def aclose(self, reason: str = "closed") -> None: ...
 
@@ -255,7 +270,9 @@ class Connection(abc.ABC):
         (``kind`` a :class:`~eco.runtime.wire.Kind`, so ``frame[1:]`` lines up
         with the envelope's fields), instead of an ``Envelope``: the fastest
         way to receive, as no object is built per message.  The list is the
-        callback's to keep or change.
+        callback's to keep or change.  A raw receiver also gets ``SEND_BATCH``
+        frames as they are (``payload``: the list of the SEND payloads, in
+        order); everyone else gets the SEND envelopes they stand for.
 
         The callback runs synchronously in the connection's reader task (on
         TCP, once per decoded envelope of each read, with no task switch per
@@ -304,13 +321,28 @@ class Connection(abc.ABC):
             receiver = self._receiver
             if receiver is not None:
                 try:
-                    receiver([WIRE_VERSION, *env] if self._receiver_raw else env)
+                    if self._receiver_raw:
+                        receiver([WIRE_VERSION, *env])
+                    elif kind == Kind.SEND_BATCH:
+                        envs = expand_batch(env)
+                        for i, one in enumerate(envs):
+                            receiver(one)
+                            if self._receiver is not receiver:  # switched mid-batch: the rest goes the new way
+                                for later in envs[i + 1 :]:
+                                    self._deliver(later)
+                                break
+                    else:
+                        receiver(env)
                 except Exception as exc:
                     self._receiver_failed(exc)
                 return
             inbox = self._inbox
-            inbox.append(env)
-            if self._readers_waiting and len(inbox) == 1:
+            was_empty = not inbox
+            if kind == Kind.SEND_BATCH:
+                inbox.extend(expand_batch(env))
+            else:
+                inbox.append(env)
+            if self._readers_waiting and was_empty and inbox:
                 self._readers.unpark()
         elif kind == Kind.PING:
             if not self._closing:

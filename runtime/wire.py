@@ -5,6 +5,8 @@ envelope is one msgpack array (the *frame*)::
 
     [WIRE_VERSION, kind, channel, source, destination, sequence, payload]
 
+A ``SEND_BATCH`` frame carries the payloads of consecutive ``SEND`` envelopes
+with the same other fields as one list (see :meth:`FrameEncoder.open_batch`).
 Frames are written back to back as a plain msgpack stream, with no length
 prefix.  Decoding feeds received bytes into msgpack's streaming ``Unpacker``,
 which parses whole frames at C speed.  Limits are enforced two ways: the
@@ -21,6 +23,7 @@ turns chunks of bytes into envelopes.
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -57,6 +60,7 @@ class Kind(enum.IntEnum):
     CAST = 33
     CALL = 34
     REPLY = 35
+    SEND_BATCH = 36  # consecutive SENDs with the same head; payload: the list of their payloads
 
     LINK = 48
     UNLINK = 49
@@ -81,6 +85,8 @@ HANDSHAKE_KINDS = frozenset({Kind.HELLO, Kind.AUTH, Kind.ACCEPT, Kind.REFUSE})
 CONTROL_KINDS = frozenset({Kind.PING, Kind.PONG, Kind.GOODBYE})
 
 _KIND_BY_VALUE: dict[int, Kind] = {k.value: k for k in Kind}
+_SEND_BATCH = Kind.SEND_BATCH
+_BATCH_COUNT = b"\0\0\0\0"  # placeholder for an open batch's element count (patched on close)
 # Kind (or plain int) -> plain int.  msgpack packs an IntEnum member several
 # times slower than an int, so the encoder converts first.
 _KIND_INT: dict[int, int] = {k.value: k.value for k in Kind}
@@ -123,6 +129,8 @@ def validate_envelope(env: Envelope) -> None:
         raise ProtocolError(f"envelope channel must be a str, not {type(env.channel).__name__}")
     if type(env.sequence) is not int:
         raise ProtocolError(f"envelope sequence must be an int, not {type(env.sequence).__name__}")
+    if env.kind == _SEND_BATCH and type(env.payload) is not list:
+        raise ProtocolError(f"a SEND_BATCH envelope's payload must be a list, not {type(env.payload).__name__}")
 
 
 class FrameEncoder:
@@ -133,7 +141,7 @@ class FrameEncoder:
     oversized frame) raise in the caller and leave the buffer unchanged.
     """
 
-    __slots__ = ("_pack", "buffer", "_frames", "max_frame_size")
+    __slots__ = ("_pack", "buffer", "_frames", "max_frame_size", "batch", "batch_limit", "batch_count", "_batch_at")
 
     def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, default: Callable[[Any], Any] | None = None):
         self.max_frame_size = max_frame_size
@@ -141,6 +149,15 @@ class FrameEncoder:
         self.buffer = bytearray()
         """The live send buffer (read its length; only :meth:`take` empties it)."""
         self._frames = 0
+        self.batch: bytes | None = None
+        """The batch head (:meth:`batch_head`) of the SEND_BATCH frame still open at the end of
+        the buffer, or None.  A sender may append one more encoded payload to it directly
+        (``buffer += payload``, ``batch_count += 1``) while the buffer stays within
+        ``batch_limit`` (which keeps the frame within ``max_frame_size``); anything else
+        must :meth:`close_batch` first."""
+        self.batch_limit = 0
+        self.batch_count = 0
+        self._batch_at = 0  # offset of the open batch's 4-byte element count
 
     def encode(self, env: Envelope) -> bytes:
         """Return the frame for ``env`` without buffering it."""
@@ -150,7 +167,10 @@ class FrameEncoder:
             data = self._pack((WIRE_VERSION, kind if value is None else value, channel, source, destination, sequence, payload))
         except (TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(f"cannot encode {_kind_label(kind)} envelope: {exc}") from exc
-        if len(data) > self.max_frame_size or value is None or type(channel) is not str or type(sequence) is not int or (value == 1 and type(kind) is bool):
+        if (
+            len(data) > self.max_frame_size or value is None or type(channel) is not str or type(sequence) is not int
+            or (value == 1 and type(kind) is bool) or (value == _SEND_BATCH and type(payload) is not list)
+        ):
             self._reject(env, data)
         return data
 
@@ -161,7 +181,10 @@ class FrameEncoder:
             data = self._pack((WIRE_VERSION, kind if value is None else value, channel, source, destination, sequence, payload))
         except (TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(f"cannot encode {_kind_label(kind)} envelope: {exc}") from exc
-        if len(data) > self.max_frame_size or value is None or type(channel) is not str or type(sequence) is not int or (value == 1 and type(kind) is bool):
+        if (
+            len(data) > self.max_frame_size or value is None or type(channel) is not str or type(sequence) is not int
+            or (value == 1 and type(kind) is bool) or (value == _SEND_BATCH and type(payload) is not list)
+        ):
             self._reject(_new_envelope(Envelope, (kind, channel, source, destination, sequence, payload)), data)
         return data
 
@@ -191,10 +214,47 @@ class FrameEncoder:
 
     def add(self, env: Envelope) -> int:
         """Append ``env``'s frame to the send buffer; return the buffered byte count."""
+        data = self.encode(env)
+        if self.batch is not None:
+            self.close_batch()
         buffer = self.buffer
-        buffer += self.encode(env)
+        buffer += data
         self._frames += 1
         return len(buffer)
+
+    @staticmethod
+    def batch_head(head: bytes) -> bytes | None:
+        """The head of a SEND_BATCH frame carrying the payloads of SEND frames with ``head``
+        (from :meth:`encode_head`), up to the payload list's array header; None if ``head``
+        is not a SEND head.  (The version and the kind each pack as one byte: the kind is
+        the third byte of a frame.)"""
+        if len(head) < 3 or head[0] != 0x97 or head[2] != Kind.SEND:
+            return None
+        return head[:2] + bytes((_SEND_BATCH,)) + head[3:] + b"\xdd"  # array 32: a 4-byte count follows
+
+    def open_batch(self, batch_head: bytes, payload: bytes, buffer_limit: int | None = None) -> None:
+        """Close any open batch and start a SEND_BATCH frame with ``batch_head`` and one
+        encoded payload.  The caller checked that ``batch_head`` plus ``payload`` fit in a
+        frame.  ``buffer_limit`` also caps :attr:`batch_limit` (the send buffer's bound)."""
+        if self.batch is not None:
+            self.close_batch()
+        buffer = self.buffer
+        start = len(buffer)
+        self.batch_limit = start + self.max_frame_size if buffer_limit is None else min(start + self.max_frame_size, buffer_limit)
+        buffer += batch_head
+        self._batch_at = len(buffer)
+        buffer += _BATCH_COUNT
+        buffer += payload
+        self.batch = batch_head
+        self.batch_count = 1
+        self._frames += 1
+
+    def close_batch(self) -> None:
+        """Write the open batch's element count into its frame; no-op when none is open."""
+        if self.batch is not None:
+            at = self._batch_at
+            self.buffer[at : at + 4] = self.batch_count.to_bytes(4, "big")
+            self.batch = None
 
     def _reject(self, env: Envelope, data: bytes) -> None:
         if len(data) > self.max_frame_size:
@@ -211,6 +271,8 @@ class FrameEncoder:
 
     def take(self) -> bytes:
         """Return everything buffered so far and empty the buffer."""
+        if self.batch is not None:
+            self.close_batch()
         data = bytes(self.buffer)
         self.buffer.clear()
         self._frames = 0
@@ -226,7 +288,7 @@ class FrameDecoder:
     must then be discarded.  ``ext_hook`` is passed to msgpack.
     """
 
-    __slots__ = ("_unpacker", "_offset", "_fed", "_stop", "max_frame_size", "read_size", "_broken")
+    __slots__ = ("_unpacker", "_offset", "_fed", "_stop", "max_frame_size", "read_size", "_broken", "_carry")
 
     def __init__(
         self,
@@ -254,6 +316,7 @@ class FrameDecoder:
         self._fed = 0  # stream offset of the end of the fed bytes
         self._stop = False
         self._broken = False
+        self._carry: deque[Envelope] = deque()  # SEND envelopes of a batch not yet passed on (drain_to)
 
     def feed(self, data: bytes) -> None:
         if self._broken:
@@ -283,13 +346,21 @@ class FrameDecoder:
         buffered for the next call.
         """
         self._stop = False
+        if self._carry and self._pass_carry(on_message, raw):
+            return True
         if self._fed - self._offset > self.max_frame_size:
             # Rare (huge frames): take the exact per-frame path.
             for env in self.envelopes():
                 if env[0] < 32:
                     on_other(env)
+                elif raw:
+                    on_message([WIRE_VERSION, *env])
+                elif env[0] is _SEND_BATCH:
+                    self._carry.extend(expand_batch(env))
+                    if self._pass_carry(on_message, raw):
+                        return True
                 else:
-                    on_message([WIRE_VERSION, *env] if raw else env)
+                    on_message(env)
                 if self._stop:
                     return True
             return False
@@ -297,6 +368,7 @@ class FrameDecoder:
         kinds = _KIND_BY_VALUE
         new = _new_envelope
         version = WIRE_VERSION
+        batch, send = _SEND_BATCH, Kind.SEND
         delivering = False
         try:
             for obj in unpacker:
@@ -305,12 +377,19 @@ class FrameDecoder:
                     kind = kinds[k]
                 except (ValueError, TypeError, KeyError):
                     kind = None
-                if kind is not None and type(obj) is list and v == version and type(k) is int and type(c) is str and type(q) is int:
+                if (
+                    kind is not None and type(obj) is list and v == version and type(k) is int and type(c) is str and type(q) is int
+                    and (kind is not batch or type(p) is list)
+                ):
                     if kind >= 32:
                         delivering = True
                         if raw:
                             obj[1] = kind
                             on_message(obj)
+                        elif kind is batch:
+                            self._carry.extend([new(Envelope, (send, c, s, d, q, x)) for x in p])
+                            if self._pass_carry(on_message, raw):
+                                return True
                         else:
                             on_message(new(Envelope, (kind, c, s, d, q, p)))
                     else:
@@ -339,12 +418,23 @@ class FrameDecoder:
             self._offset = unpacker.tell()
         return False
 
+    def _pass_carry(self, on_message: Callable[[Any], object], raw: bool) -> bool:
+        # The rest of an expanded SEND_BATCH (kept across a stop()); True if stopped.
+        carry = self._carry
+        while carry:
+            env = carry.popleft()
+            on_message([WIRE_VERSION, *env] if raw else env)
+            if self._stop:
+                return True
+        return False
+
     def stop(self) -> None:
         """Make a running :meth:`drain_to` return after the current envelope."""
         self._stop = True
 
     def envelopes(self) -> Iterator[Envelope]:
-        """Yield every complete envelope buffered so far."""
+        """Yield every complete envelope buffered so far (a SEND_BATCH as one envelope:
+        see :func:`expand_batch`)."""
         unpacker = self._unpacker
         limit = self.max_frame_size
         offset = self._offset
@@ -361,7 +451,7 @@ class FrameDecoder:
                 # Fast path for a well-formed frame; _to_envelope explains any problem.
                 if type(obj) is list and len(obj) == 7 and obj[0] == version and type(obj[2]) is str and type(obj[5]) is int:
                     kind = kinds.get(obj[1])
-                    if kind is not None and type(obj[1]) is int:
+                    if kind is not None and type(obj[1]) is int and (kind is not _SEND_BATCH or type(obj[6]) is list):
                         obj[1] = kind
                         yield new(Envelope, obj[1:])
                         continue
@@ -394,8 +484,17 @@ def _to_envelope(obj: Any) -> Envelope:
         raise ProtocolError(f"unknown envelope kind {obj[1]!r}")
     if type(obj[2]) is not str or type(obj[5]) is not int:
         raise ProtocolError("malformed frame: channel must be a str and sequence an int")
+    if kind is _SEND_BATCH and type(obj[6]) is not list:
+        raise ProtocolError(f"malformed SEND_BATCH frame: the payload must be an array, got {_describe(obj[6])}")
     obj[1] = kind
     return _new_envelope(Envelope, obj[1:])
+
+
+def expand_batch(env: Envelope) -> list[Envelope]:
+    """The SEND envelopes a (validated) SEND_BATCH envelope stands for, in order."""
+    kind, channel, source, destination, sequence, payloads = env
+    send = Kind.SEND
+    return [_new_envelope(Envelope, (send, channel, source, destination, sequence, p)) for p in payloads]
 
 
 def decode_frame(data: bytes, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ext_hook: Callable[[int, bytes], Any] | None = None) -> Envelope:

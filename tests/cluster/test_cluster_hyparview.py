@@ -50,7 +50,8 @@ def _stale_links(c: SimCluster) -> list[str]:
     for n in c.alive():
         m = c.members[n]
         for peer in set(m.node.peers) - m.core.wanted_links():
-            if c.sim.now - m._traffic.get(peer, 0.0) > TEMPORARY_LINK_IDLE + 0.6:
+            last = max(m._traffic.get(peer, 0.0), m.node.last_used(peer))
+            if c.sim.now - last > TEMPORARY_LINK_IDLE + 0.6 and not m.node.ties(peer):
                 stale.append(f"{n} -> {peer}")
     return stale
 

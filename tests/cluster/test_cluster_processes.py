@@ -151,6 +151,10 @@ def test_ecoc_status_errors_are_clear(tmp_path):
     try:
         c.start("n1")
         c.wait(lambda: c.status("n1") is not None, 20, "n1 to answer")
+        # Without --cluster the handshake learns the name: no refused attempt, no warning on the node.
+        plain = c.ecoc("status", "--node", c.address["n1"], "--format", "json")
+        assert plain.returncode == 0 and json.loads(plain.stdout)["cluster"] == "mp", plain.stderr
+        assert " WARNING " not in (tmp_path / "n1.log").read_text()
         wrong = c.ecoc("status", "--node", c.address["n1"], env={**c.env(), "ECO_COOKIE": "x" * 40})
         assert wrong.returncode == 4 and "refused the cookie" in wrong.stderr and "Traceback" not in wrong.stderr
         c.kill("n1")

@@ -1,4 +1,8 @@
-"""Seeds for the membership simulations: fixed by default, MEMBERSHIP_SEED=<n> to rerun one."""
+"""Seeds for the membership simulations: fixed by default, MEMBERSHIP_SEED=<n> to rerun one.
+
+A test can run over several seeds with ``@pytest.mark.parametrize("seed", [...], indirect=True)``
+(``None`` is the default seed); ``MEMBERSHIP_SEED`` still overrides them.
+"""
 
 import os
 
@@ -9,7 +13,8 @@ DEFAULT_SEED = 20240611
 
 @pytest.fixture
 def seed(request) -> int:
-    value = int(os.environ.get("MEMBERSHIP_SEED", DEFAULT_SEED))
+    param = getattr(request, "param", None)
+    value = int(os.environ.get("MEMBERSHIP_SEED", DEFAULT_SEED if param is None else param))
     request.node.user_properties.append(("membership_seed", value))
     return value
 

@@ -1,51 +1,49 @@
-"""HyParView + Plumtree in simulation: view invariants, churn, mass failure, broadcast, membership."""
+"""HyParView + Plumtree (``OverlayMembership``) in simulation: view invariants, churn, mass failure,
+broadcast, membership, and the refresh requests that let full views mix."""
 
 import random
 
 import pytest
 
 from eco.plan.models import HyParViewTopology
-from eco.runtime.broadcast import Gossip, PlumtreeNode, Prune
+from eco.runtime.broadcast import Deliver, Gossip, PlumtreeNode, Prune
 from eco.runtime.hyparview import Disconnect, HyParViewNode, Join, Neighbor, NeighborReply
 from eco.runtime.membership import MemberState, Send
-from eco.runtime.membership_sim import OverlayStack, SimNet, build_overlay, overlay_problems
+from eco.runtime.membership_sim import SimNet, add_overlay_node, build_overlay, delivered, overlay_problems
 
 CONFIG = HyParViewTopology(active=5, passive=30, shuffle_interval=2.0)
 
 
 def _overlay(seed, n, *, track_members=False):
     net = SimNet(seed, fifo=True)
-    delivered: dict = {}
-    names = build_overlay(
-        net, n, CONFIG, join_spacing=0.02, track_members=track_members,
-        on_deliver=lambda node, d: delivered.setdefault(d.id, set()).add(node),
-    )
-    return net, names, delivered
+    net.record_effects = lambda e: type(e) is Deliver
+    names = build_overlay(net, n, CONFIG, join_spacing=0.02, track_members=track_members)
+    return net, names
 
 
-def _broadcast_reaches_all(net, delivered):
+def _broadcast_reaches_all(net):
     src = net.alive()[0]
     net.call(src, "broadcast", "ping-all")
     msg_id = (src, net.nodes[src].tree._seq)
     net.run_for(10)
-    return delivered.get(msg_id, set()) == set(net.alive())
+    return set(delivered(net, msg_id)) == set(net.alive())
 
 
 @pytest.mark.parametrize("n", [5, 50, 1000])
 def test_views_hold_invariants_after_joins(seed, n):
-    net, names, delivered = _overlay(seed, n)
+    net, names = _overlay(seed, n)
     net.run_for(20)
     assert overlay_problems(net) == []
     sizes = [len(net.nodes[x].view.active) for x in names]
     if n > CONFIG.active:
         # The overlay is not a thin tree: most nodes have several neighbours.
         assert sum(sizes) / n >= CONFIG.active - 1.5
-    assert _broadcast_reaches_all(net, delivered)
+    assert _broadcast_reaches_all(net)
 
 
 @pytest.mark.parametrize("n", [50, 1000])
 def test_views_hold_invariants_after_churn(seed, n):
-    net, names, delivered = _overlay(seed, n)
+    net, names = _overlay(seed, n)
     net.run_for(10)
     rng = random.Random(seed)
     spawned = 0
@@ -59,34 +57,30 @@ def test_views_hold_invariants_after_churn(seed, n):
         for _ in range(n // 10):
             spawned += 1
             name = f"new{spawned:05d}"
-            core = OverlayStack(
-                name, CONFIG, rng=random.Random(f"{seed}/{name}"), contacts=[rng.choice(net.alive())],
-                track_members=False, on_deliver=lambda node, d: delivered.setdefault(d.id, set()).add(node),
-            )
-            net.add(name, core)
+            add_overlay_node(net, name, CONFIG, contacts=[rng.choice(net.alive())], track_members=False)
         net.run_for(5)
     net.run_for(20)  # repair and shuffle rounds
     assert overlay_problems(net) == []
-    assert _broadcast_reaches_all(net, delivered)
+    assert _broadcast_reaches_all(net)
 
 
 @pytest.mark.parametrize("n, fraction", [(50, 0.5), (50, 0.8), (1000, 0.5), (1000, 0.8)])
 def test_broadcast_reaches_every_survivor_after_mass_failure(seed, n, fraction):
-    net, names, delivered = _overlay(seed, n)
+    net, names = _overlay(seed, n)
     net.run_for(10)
     net.crash(random.Random(seed).sample(names, int(n * fraction)))
     net.run_for(30)  # failure detection, neighbour repair from passive views, shuffles
     assert overlay_problems(net) == []
-    assert _broadcast_reaches_all(net, delivered)
+    assert _broadcast_reaches_all(net)
 
 
 def test_plumtree_prunes_to_a_tree(seed):
-    net, names, delivered = _overlay(seed, 200)
+    net, names = _overlay(seed, 200)
     net.run_for(10)
     for _ in range(3):  # the first broadcasts prune redundant links...
-        assert _broadcast_reaches_all(net, delivered)
+        assert _broadcast_reaches_all(net)
     before = net.sent_by_type["Gossip"]
-    assert _broadcast_reaches_all(net, delivered)
+    assert _broadcast_reaches_all(net)
     # ...after which a broadcast costs one full copy per node, not one per link.
     # (Without pruning it would be about active/2 = 2.5 copies per node; links that changed
     # since the last broadcast may still carry a few duplicates.)
@@ -95,7 +89,7 @@ def test_plumtree_prunes_to_a_tree(seed):
 
 @pytest.mark.parametrize("n", [5, 50, 100])
 def test_membership_converges_after_joins(seed, n):
-    net, names, _ = _overlay(seed, n, track_members=True)
+    net, names = _overlay(seed, n, track_members=True)
 
     def converged():
         return all(
@@ -106,7 +100,7 @@ def test_membership_converges_after_joins(seed, n):
 
 
 def test_membership_learns_crash_and_leave(seed):
-    net, names, _ = _overlay(seed, 50, track_members=True)
+    net, names = _overlay(seed, 50, track_members=True)
     net.run_for(10)
     crashed, leaver = names[7], names[9]
     net.crash([crashed])
@@ -154,3 +148,30 @@ def test_plumtree_duplicate_moves_sender_to_lazy():
     node.receive(0.0, "b", Gossip(("z", 1), "x"))
     assert _sends(node.receive(0.0, "c", Gossip(("z", 1), "x"))) == [("c", Prune())]
     assert node.lazy == {"c"} and node.eager == {"b"}
+
+
+def test_refresh_request_is_accepted_by_a_full_view_once_per_shuffle_period():
+    config = HyParViewTopology(active=2, passive=3, shuffle_interval=2.0)
+    node = HyParViewNode("a", config, rng=random.Random(1))
+    node.receive(0.0, "b", Join())
+    node.receive(0.0, "c", Join())
+    sends = _sends(node.receive(1.0, "d", Neighbor(high=False, refresh=True)))
+    (evicted,) = [to for to, m in sends if isinstance(m, Disconnect)]
+    assert ("d", NeighborReply(True)) in sends
+    assert len(node.active) == 2 and "d" in node.active and evicted in node.passive
+    # A second refresh within the same shuffle period is refused: evictions stay bounded.
+    assert _sends(node.receive(2.5, "e", Neighbor(high=False, refresh=True))) == [("e", NeighborReply(False))]
+    sends = _sends(node.receive(3.0, "e", Neighbor(high=False, refresh=True)))
+    assert ("e", NeighborReply(True)) in sends and "e" in node.active and len(node.active) == 2
+
+
+def test_refresh_sender_takes_the_peer_when_accepted_keeping_its_view_bounded():
+    config = HyParViewTopology(active=2, passive=3)
+    node = HyParViewNode("a", config, rng=random.Random(1))
+    node.receive(0.0, "b", Join())
+    node.receive(0.0, "c", Join())
+    assert _sends(node.refresh(0.0, "x")) == [("x", Neighbor(high=False, refresh=True))]
+    assert node.refresh(0.0, "x") == [] and node.refresh(0.0, "b") == []  # pending / already a neighbour
+    sends = _sends(node.receive(0.1, "x", NeighborReply(True)))
+    (evicted,) = [to for to, m in sends if isinstance(m, Disconnect)]
+    assert "x" in node.active and len(node.active) == 2 and evicted in node.passive

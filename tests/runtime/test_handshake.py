@@ -84,9 +84,17 @@ def test_wrong_cluster():
 
 
 def test_wrong_protocol_version():
-    ra, rb = run_pair(make("n1", Role.INITIATOR, protocol_version=2), make("n2", Role.ACCEPTOR))
+    ra, rb = run_pair(make("n1", Role.INITIATOR, protocol_version=PROTOCOL_VERSION + 1), make("n2", Role.ACCEPTOR))
     assert ra.reason is Reason.WRONG_VERSION and rb.reason is Reason.WRONG_VERSION
-    assert "version 2" in rb.detail
+    assert f"version {PROTOCOL_VERSION + 1}" in rb.detail
+
+
+def test_a_peer_of_the_previous_protocol_version_is_refused():
+    # Version 1 had no SEND_BATCH frames: such a peer must be refused, not sent frames it cannot read.
+    assert PROTOCOL_VERSION == 2
+    ra, rb = run_pair(make("n1", Role.INITIATOR, protocol_version=1), make("n2", Role.ACCEPTOR))
+    assert ra.reason is rb.reason is Reason.WRONG_VERSION
+    assert "peer speaks protocol version 1, this node speaks 2" in rb.detail
 
 
 def test_refusal_tells_the_peer_the_reason_code_only():

@@ -27,12 +27,20 @@ _values = st.recursive(
 )
 envelopes = st.builds(
     Envelope,
-    kind=st.sampled_from(list(Kind)),
+    kind=st.sampled_from([k for k in Kind if k is not Kind.SEND_BATCH]),
     channel=st.text(max_size=30),
     source=_values,
     destination=_values,
     sequence=st.integers(0, 2**64 - 1),
     payload=_values,
+) | st.builds(  # a SEND_BATCH's payload is the list of its SENDs' payloads
+    Envelope,
+    kind=st.just(Kind.SEND_BATCH),
+    channel=st.text(max_size=30),
+    source=_values,
+    destination=_values,
+    sequence=st.integers(0, 2**64 - 1),
+    payload=st.lists(_values, max_size=4),
 )
 
 

@@ -1,0 +1,160 @@
+"""An ecosystem on a ``topology hyparview`` cluster (simulated network, seeded; rerun with ECO_SIM_SEED).
+
+The overlay's driver owns every link: ecosystem traffic opens links on demand,
+a link outside the active view closes once idle, and one that carries monitors
+(the coordinator's link to its workers' nodes) stays open while they run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from eco.plan import ComponentRef, Ecosystem, Plan, Supervision
+from eco.plan.models import HyParViewTopology
+from eco.runtime.cluster import TEMPORARY_LINK_IDLE
+from eco.runtime.component import Coordinator, Worker
+from eco.runtime.node_ecosystem import EcosystemService
+from eco.runtime.node_status import StatusService, ecosystem_view
+from eco.runtime.simulator import sim_seeds
+
+from cluster_harness import SimCluster  # noqa: E402  (same directory)
+
+pytestmark = pytest.mark.timeout(60)
+
+TOPOLOGY = HyParViewTopology(active=2, passive=4, shuffle_interval=4.0)
+NODES = 5
+WORKERS = 10
+ITEMS = 600  # 50 ms each on 10 workers: about 3 s of work, so links are swept mid-job
+
+
+class Job(Coordinator):
+    """Hands out ``ITEMS`` keyed items and merges each reply once."""
+
+    in_flight_limit = 2
+
+    async def init(self, ctx):
+        self.merged: dict[int, int] = {}
+        for key in range(ITEMS):
+            await self.submit({"key": key, "reply_to": ctx.self}, key=key)
+
+    async def handle(self, msg):
+        if self.acknowledge(msg["key"], msg["worker"]):
+            self.merged[msg["key"]] = self.merged.get(msg["key"], 0) + 1
+        if len(self.merged) == ITEMS and self.outstanding == 0 and self.queued == 0:
+            self.complete({"merged": sorted(self.merged.items())})
+
+
+class Slow(Worker):
+    async def handle(self, msg):
+        await trio.sleep(0.05)
+        await self.ctx.send(msg["reply_to"], {"key": msg["key"], "worker": self.ctx.self})
+
+
+@pytest.fixture(autouse=True)
+def _quiet_transport_logs():
+    logging.getLogger("eco.transport").setLevel(logging.ERROR)
+    yield
+    logging.getLogger("eco.transport").setLevel(logging.NOTSET)
+
+
+class Run:
+    def __init__(self, seed: int) -> None:
+        self.events: list[tuple[float, str, dict]] = []
+        self.services: dict[str, EcosystemService] = {}
+        self.status: dict[str, StatusService] = {}
+        self.nurseries: dict = {}
+        self.c = SimCluster(NODES, seed=seed, topology=TOPOLOGY, setup=self._setup)
+        self.plan = Plan(clusters=(self.c.cluster,), ecosystems=(Ecosystem(
+            name="e", cluster=self.c.cluster.name, worker_count=WORKERS,
+            coordinator=ComponentRef(module=__name__, cls="Job"), workers=ComponentRef(module=__name__, cls="Slow"),
+            supervision=Supervision(max_restarts=5, within=10)),))
+        self.home = self.c.names[0]
+
+    async def _setup(self, host, kernel, node, nursery) -> None:
+        service = EcosystemService(node, self.plan, self.c.cluster, report=self._report, rng=host.rng)
+        self.services[host.name] = service
+        self.status[host.name] = StatusService(node, self.c.members[host.name], cluster=self.c.cluster.name,
+                                               ecosystems=lambda: ecosystem_view(service))
+        self.nurseries[host.name] = nursery
+        await nursery.start(service.run)
+        await nursery.start(self.status[host.name].run)
+
+    def _report(self, event, **fields) -> None:
+        self.events.append((trio.current_time(), event, fields))
+        self.c.sim.record("-", f"report {event}")
+
+    def first(self, event: str) -> tuple[float, dict] | None:
+        return next(((t, f) for t, e, f in self.events if e == event), None)
+
+
+@sim_seeds(3)
+def test_an_ecosystem_runs_on_the_overlay_and_only_idle_links_outside_it_close(seed):
+    run = Run(seed)
+    c = run.c
+    seen: dict = {"stale": set(), "closed_busy": set(), "non_neighbour_busy": set(), "peers_max": 0}
+    asker = c.names[-1]
+    status: dict = {}
+
+    async def ask_status() -> None:
+        # After the job, a status query from a worker node reaches every member over on-demand links.
+        status["asked"] = trio.current_time()
+        status["reply"] = await run.status[asker].status()
+        status["links"] = set(c.members[asker].node.peers)
+
+    def check() -> bool:
+        started = run.first("started")
+        if started is None:
+            return False
+        now = c.sim.now
+        complete = run.first("complete")
+        if complete is not None and "asked" not in status and now > complete[0] + 0.5:
+            run.nurseries[asker].start_soon(ask_status)
+        workers_on = set(started[1]["placement"].values()) - {run.home}
+        home = c.members[run.home]
+        for name in c.names:
+            m = c.members[name]
+            seen["peers_max"] = max(seen["peers_max"], len(m.node.peers))
+            for peer in set(m.node.peers) - m.core.wanted_links():
+                idle_for = now - max(m._traffic.get(peer, 0.0), m.node.last_used(peer))
+                if not m.node.ties(peer) and idle_for > TEMPORARY_LINK_IDLE + 0.6:
+                    seen["stale"].add((name, peer))
+        if run.first("complete") is None:
+            # Busy links (the coordinator monitors workers there) stay, neighbours or not.
+            for peer in workers_on:
+                if not home.node.is_connected(peer):
+                    seen["closed_busy"].add(peer)
+                elif peer not in home.core.wanted_links():
+                    seen["non_neighbour_busy"].add(peer)
+        if "links" in status and "idle_closed" not in status:
+            m = c.members[asker]
+            temporary = status["links"] - m.core.wanted_links()
+            if not temporary & set(m.node.peers):
+                status["idle_closed"] = now
+        return "idle_closed" in status and now > started[0] + 2 * TEMPORARY_LINK_IDLE + 1.0
+
+    c.sim.run(until=check, max_time=40)
+    merged = run.first("complete")[1]["result"]["merged"]
+    assert [tuple(kv) for kv in merged] == [(k, 1) for k in range(ITEMS)]  # every item merged exactly once
+    placement = run.first("started")[1]["placement"]
+    assert set(placement.values()) == set(c.names)  # workers on every node, neighbours of the home or not
+    assert run.first("respawned") is None and run.first("recovered") is None  # no link loss hurt the job
+    assert seen["closed_busy"] == set()
+    assert seen["non_neighbour_busy"], "the home node had every worker node as a neighbour: nothing was shown"
+    assert seen["stale"] == set(), "idle links outside the active view were kept"
+    # The status query opened links to every member (it saw every worker) and those outside the
+    # active view closed once idle (the job is over: no monitors hold the home node's link either).
+    workers = status["reply"]["ecosystems"]["e"]["workers"]
+    assert sorted(int(w["id"].split("-")[1].split(".")[0]) for w in workers) == list(range(WORKERS)), workers
+    assert status["links"] == set(c.names) - {asker}
+    # (idle counts membership traffic too: a peer whose view still holds this node keeps the link a while)
+    assert status["idle_closed"] - status["asked"] <= 4 * TEMPORARY_LINK_IDLE
+    for a in c.names[1:]:
+        for b in c.names[1:]:
+            ma = c.members[a]
+            if a < b and b not in ma.core.wanted_links() and a not in c.members[b].core.wanted_links():
+                assert not ma.node.is_connected(b), (a, b)
+    for observer in c.names:  # and membership never doubted anyone
+        assert all(c.state(observer, n)[0] == "up" for n in c.names if n != observer)
