@@ -13,6 +13,15 @@ Targets (docs/benchmarks.md): >= 50,000 lines/s in process; small-file `ecoc che
 The last line printed is a one-line JSON summary.
 
     python bench/bench_compiler.py [--runs 7] [--process-runs 15] [--profile]
+
+Comparing with other code (say the last commit): export it as an importable ``eco``
+package and pass its parent directory; the in-process measurement then runs in
+child processes alternating between that code and this checkout, and the figure to
+compare is lines/s x calibration_ms, which does not depend on the machine's speed::
+
+    mkdir -p /tmp/base/eco && git archive HEAD | tar -x -C /tmp/base/src
+    for p in language compiler runtime plan stdlib; do ln -s /tmp/base/src/$p /tmp/base/eco/$p; done
+    python bench/bench_compiler.py --baseline /tmp/base [--pairs 5]
 """
 
 from __future__ import annotations
@@ -205,6 +214,47 @@ def _profile(text: str, path: str, top: int) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def _in_process_only(args) -> int:
+    """One in-process measurement as a JSON line (the child side of ``--baseline``)."""
+    big = generate_spec(args.lines)
+    _check_in_process(big, "big.eco")  # warm imports and caches
+    calib_before = _calibration_ms()
+    big_s, _ = _median_seconds(lambda: _check_in_process(big, "big.eco"), args.runs)
+    calibration_ms = (calib_before + _calibration_ms()) / 2
+    print(json.dumps({"lines_per_s": big.count("\n") / big_s, "calibration_ms": calibration_ms}))
+    return 0
+
+
+def _compare(args) -> int:
+    """Alternate in-process measurements of the baseline code and this checkout in child processes."""
+    sides = {"baseline": [], "current": []}
+    for _ in range(args.pairs):
+        for side, pythonpath in (("baseline", args.baseline), ("current", None)):
+            env = dict(os.environ)
+            env.pop("PYTHONPATH", None)
+            if pythonpath:
+                env["PYTHONPATH"] = os.path.abspath(pythonpath)
+            cmd = [sys.executable, __file__, "--in-process-only", "--lines", str(args.lines), "--runs", str(args.runs)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            if out.returncode != 0:
+                raise SystemExit(f"{side} run failed:\n{out.stderr}")
+            sides[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    summary = {"bench": "compiler-compare", "lines": args.lines, "runs": args.runs, "pairs": args.pairs}
+    for side, results in sides.items():
+        lps = statistics.median(r["lines_per_s"] for r in results)
+        calib = statistics.median(r["calibration_ms"] for r in results)
+        product = statistics.median(r["lines_per_s"] * r["calibration_ms"] for r in results)
+        summary[side] = {"lines_per_s": round(lps), "calibration_ms": round(calib, 1),
+                         "lines_per_s_x_calibration_ms": round(product)}
+        print(f"{side:>8}: {lps:,.0f} lines/s, calibration {calib:.0f} ms, lines/s x calibration_ms {product / 1e6:.2f} M "
+              f"(medians of {len(results)} runs)")
+    ratio = summary["current"]["lines_per_s_x_calibration_ms"] / summary["baseline"]["lines_per_s_x_calibration_ms"]
+    summary["speedup"] = round(ratio, 3)
+    print(f"current / baseline: {ratio:.2f}x")
+    print(json.dumps(summary, separators=(",", ":")))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lines", type=int, default=10_000, help="size of the large spec (default 10000)")
@@ -212,7 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--process-runs", type=int, default=15, help="subprocess runs per measurement (median)")
     ap.add_argument("--small", help="file for the whole-process measurement (default: examples/thumbnails.eco)")
     ap.add_argument("--profile", action="store_true", help="print a cProfile of one check of the large spec")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="compare in-process throughput with the `eco` package under DIR (see above)")
+    ap.add_argument("--pairs", type=int, default=5, help="alternating baseline/current runs with --baseline")
+    ap.add_argument("--in-process-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.in_process_only:
+        return _in_process_only(args)
+    if args.baseline:
+        return _compare(args)
 
     with tempfile.TemporaryDirectory(prefix="eco-bench-") as tmp:
         big_path = os.path.join(tmp, "big.eco")

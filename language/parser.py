@@ -9,13 +9,20 @@ that starting ``ecoc`` costs no grammar analysis.  This module runs those
 tables itself, which is several times faster than ``Lark.parse`` and gives full
 control over error recovery:
 
-* Lexing uses one regex built from the grammar's terminals and applies the
-  contextual-lexer rules (a keyword is a keyword only where the parser accepts
-  it, ``a.b:C`` is a module reference only where a value may come), keeps
+* Lexing: one C-level ``findall`` splits the whole text into tokens (each with
+  the blanks after it); a token's terminal depends on its text alone and is
+  cached (see ``_split_terminals`` for why, and for the one contextual terminal,
+  ``module:Class`` references).  ``_Parser.run`` then applies the contextual
+  rules (a keyword is a keyword only where the parser accepts it), keeps
   comments for the formatter, tracks bracket nesting, and turns newlines/commas
-  inside ``{ }`` into single ``_SEP`` tokens (see the grammar).  It runs inside
-  ``_Parser.run``, fused with the LALR loop; ``_TokenStream`` holds its state
-  (open brackets, comments) and its rarely used helpers.  Tokens are tuples.
+  inside ``{ }`` into single ``_SEP`` tokens (see the grammar), fused with the
+  LALR loop; ``_TokenStream`` holds its state and its rarely used helpers.
+  Tokens are tuples.
+* Shortcuts (``shortcuts.py``): a one-line setting or message field, or a
+  ``key { ... }`` block of them, is matched by one regex and built directly,
+  followed by the ``goto`` the automaton would do after reducing it.  Where the
+  tables or the text say otherwise the automaton parses it as usual, so trees
+  and diagnostics are the same either way (tests/language/test_parse_shortcuts.py).
 * ``_Builder`` has one callback per grammar rule that builds ast nodes during
   reductions (no intermediate parse tree).
 * ``_Parser`` runs the LALR automaton.  On a syntax error it reports one
@@ -115,10 +122,6 @@ class _Grammar:
 
     def __init__(self, tables: Tables):
         self.tables = tables
-        alternatives = "|".join(f"(?P<{name}>{regex})" for name, regex in _lexing_order(tables.terminals))
-        self.master = re.compile(f"[ \\t\\f]*(?:{alternatives})")
-        self.ws = re.compile("[ \\t\\f]*")
-        self.ident = re.compile(dict(tables.terminals)["IDENT"])
         self.keywords = tables.keywords
         self.states = tables.states
         # The same table for the hot loop: a list indexed by state, and per symbol one int,
@@ -131,32 +134,48 @@ class _Grammar:
         self.start_state = tables.start_state
         self.end_state = tables.end_state
         # The lexer proper (see _split_terminals): the whole text is split into strings by
-        # one findall; a string's terminal is a function of the string alone, cached.
+        # one findall, each a token and the blanks after it; what a string is depends on
+        # the string alone, so it is worked out once per distinct string and cached.
         words, modref = _split_terminals(tables.terminals)
-        self.splitter = re.compile("|".join([_WS_RUN, *(f"(?:{regex})" for _, regex in words), _ANY_CHAR]))
+        alternatives = "|".join([*(f"(?:{regex})" for _, regex in words), _ANY_CHAR])
+        self.splitter = re.compile(f"{_BLANKS}|(?:{alternatives}){_TRAILING_BLANKS}")
         if self.splitter.groups:  # findall would return groups instead of whole tokens
             raise ValueError("a terminal regex of grammar.lark has a capturing group; use (?:...)")
-        self._classifier = re.compile(
-            "|".join([f"(?P<_WS>{_WS_RUN})", *(f"(?P<{name}>{regex})" for name, regex in words), f"(?P<_BAD>{_ANY_CHAR})"])
-        )
+        named = "|".join([*(f"(?P<{name}>{regex})" for name, regex in words), f"(?P<_BAD>{_ANY_CHAR})"])
+        self._classifier = re.compile(f"(?P<_WS>{_BLANKS})|(?:{named}){_TRAILING_BLANKS}")
         self.modref = re.compile(modref) if modref else None
-        self.token_types: dict[str, str] = {}
+        self.tokens: dict[str, tuple[str, str, int]] = {}
         terminals = dict(tables.terminals)
         self.shortcuts: dict[int, tuple[str, int]] = {}
+        self.blocks: dict[int, int] = {}
         if modref and {"NUMBER", "STRING"} <= terminals.keys():
             self.shortcuts = shortcuts.shortcut_states(self.actions, self.rules)
             self.item_rest = shortcuts.item_regex(terminals, _MODREF_FAST)
             self.terms = shortcuts.term_regex(terminals, _MODREF_FAST)
             self.field_rest = shortcuts.field_regex(terminals)
+            self.blocks = shortcuts.block_states(self.actions, self.rules, self.shortcuts)
 
-    def token_type(self, s: str) -> str:
-        """The terminal of a string the splitter produced (``_WS``: blanks, ``_BAD``: no terminal)."""
-        typ = self.token_types.get(s)
-        if typ is None:
-            typ = self._classifier.match(s).lastgroup
-            if len(self.token_types) < 65536:  # the same names and numbers recur; bounded for huge files
-                self.token_types[s] = typ
-        return typ
+    @property
+    def master(self) -> re.Pattern[str]:
+        """All terminals in lexing order, matched at one position (the lexer before the splitter; tests)."""
+        alternatives = "|".join(f"(?P<{name}>{regex})" for name, regex in _lexing_order(self.tables.terminals))
+        return re.compile(f"[ \\t\\f]*(?:{alternatives})")
+
+    def token(self, s: str) -> tuple[str, str, int]:
+        """``(terminal, text, length)`` of a string the splitter produced, without its trailing blanks.
+
+        The terminal is ``_WS`` for blanks at the start of the file, ``_BAD`` for a character
+        that starts no token.
+        """
+        info = self.tokens.get(s)
+        if info is None:
+            m = self._classifier.match(s)
+            typ = m.lastgroup
+            n = m.end(typ)
+            info = (typ, s if n == len(s) else s[:n], n)
+            if len(self.tokens) < 65536:  # the same names, numbers and indents recur; bounded for huge files
+                self.tokens[s] = info
+        return info
 
 
 # Speed only; the tokens are the same.  The master regex tries its alternatives
@@ -171,7 +190,8 @@ _MODREF = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z
 _MODREF_FAST = r"[A-Za-z_][A-Za-z0-9_]*+(?:\.[A-Za-z_][A-Za-z0-9_]*+)*+:[A-Za-z_][A-Za-z0-9_]*"
 
 
-_WS_RUN = "[ \\t\\f]+"
+_BLANKS = "[ \\t\\f]+"
+_TRAILING_BLANKS = "[ \\t\\f]*+"
 _ANY_CHAR = "[\\s\\S]"
 
 
@@ -382,7 +402,8 @@ class _TokenStream:
         text = self.text
         start = tok.start_pos
         # The line starts after the last line break (CR, LF or CRLF) before the comment.
-        line_start = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+        newline = text.rfind("\n", 0, start)
+        line_start = max(newline, text.rfind("\r", newline + 1, start)) + 1
         own_line = text[line_start:start].strip() == ""
         self.comments.append(ast.Comment(self.source.span(start, tok.end_pos), tok.value, own_line))
         if tok.type == "BAD_BLOCK_COMMENT":
@@ -454,11 +475,13 @@ class _Parser:
         stream = self.stream
         text = stream.text
         n = len(text)
-        token_types = g.token_types
-        token_type = g.token_type
+        token_info = g.tokens.get
+        token = g.token
         modref_match = g.modref.match if g.modref is not None else None
         keywords = g.keywords
         shortcut_states = g.shortcuts
+        blocks = g.blocks
+        block_open = shortcuts.BLOCK_OPEN.match
         if shortcut_states:
             item_rest = g.item_rest.match
             field_rest = g.field_rest.match
@@ -483,26 +506,31 @@ class _Parser:
         strings = iter(g.splitter.findall(text))
         for s in strings:
             start = pos
-            pos += len(s)
-            typ = token_types.get(s) or token_type(s)
+            pos += len(s)  # where the next string starts
+            typ, s, end = token_info(s) or token(s)
+            end += start  # where this token ends: its trailing blanks are not part of it
             if typ == "_WS":
                 continue
             # -- the token stream: contextual lexing, separators, bracket nesting
             if typ == "IDENT":
                 shortcut = shortcut_states.get(sstack[-1])
                 if shortcut is not None and not recovering and s not in keywords:
-                    m = (item_rest if shortcut[0] is PROPERTY else field_rest)(text, pos)
+                    m = (item_rest if shortcut[0] is PROPERTY else field_rest)(text, end)
                     if m is not None:
-                        node = self._shortcut(shortcut[0], m, s, start, pos)
-                        if node is not None:
-                            vstack.append(node)
-                            sstack.append(shortcut[1])
-                            end = m.end()
-                            while pos < end:  # the strings the item covers (they end where it ends)
-                                pos += len(next(strings))
-                            suppress_sep = False
-                            fed = True
-                            continue
+                        node = self._shortcut(shortcut[0], m, s, start, end)
+                        stop = m.end()
+                    elif sstack[-1] in blocks and block_open(text, end) is not None and len(bstack) < MAX_NESTING:
+                        node, stop = self._block(s, start, end)
+                    else:
+                        node = None
+                    if node is not None:
+                        vstack.append(node)
+                        sstack.append(shortcut[1])
+                        while pos < stop:  # the strings the item covers (they end where it ends)
+                            pos += len(next(strings))
+                        suppress_sep = False
+                        fed = True
+                        continue
                 value = s
                 acts = actions[sstack[-1]]
                 m = None
@@ -510,11 +538,10 @@ class _Parser:
                     m = modref_match(text, start)
                 if m is not None:
                     typ = "MODREF"
-                    pos = m.end()
-                    value = text[start:pos]
-                    skipped = start + len(s)
-                    while skipped < pos:  # the strings the reference covers (see _split_terminals)
-                        skipped += len(next(strings))
+                    end = m.end()
+                    value = text[start:end]
+                    while pos < end:  # the strings the reference covers (see _split_terminals)
+                        pos += len(next(strings))
                 else:
                     kw = keywords.get(s)
                     if kw is not None and (kw in acts or stream.skipping):
@@ -529,17 +556,17 @@ class _Parser:
                 if suppress_sep:
                     continue
                 suppress_sep = True
-                tok = new(Tok, ("_SEP", s, start, pos))
+                tok = new(Tok, ("_SEP", s, start, end))
                 typ = "_SEP"
                 value = None
             elif typ in comment_types:
-                stream._comment(new(Tok, (typ, s, start, pos)))
+                stream._comment(new(Tok, (typ, s, start, end)))
                 continue
             elif typ == "COMMA" and not carries and bstack and bstack[-1][0] == "LBRACE":
                 if suppress_sep:
                     continue
                 suppress_sep = True
-                tok = new(Tok, ("_SEP", ",", start, pos))
+                tok = new(Tok, ("_SEP", ",", start, end))
                 typ = "_SEP"
                 value = None
             elif typ == "_BAD":
@@ -554,7 +581,7 @@ class _Parser:
             depth = len(bstack)
             braces = stream.braces
             if value is not None:
-                tok = new(Tok, (typ, value, start, pos))
+                tok = new(Tok, (typ, value, start, end))
                 if typ in openers:
                     bstack.append(tok)
                     if typ == "LBRACE":
@@ -667,6 +694,46 @@ class _Parser:
         type_span = _nt(_Span, (src, ts, te))
         type_expr = _TypeExpr(type_span, _Name(type_span, (type_name,)), [], False)
         return _FieldDecl(_nt(_Span, (src, start, end)), key_ident, type_expr, default)
+
+    def _block(self, key: str, start: int, key_end: int):
+        """``key { item, item... }`` with one-line items (see ``shortcuts.block_states``): (node, end).
+
+        ``(None, 0)`` when the block holds anything else; whatever was reported or
+        collected meanwhile is taken back, since the automaton will see it again.
+        """
+        text = self.source.text
+        src = self.source
+        keywords = self.grammar.keywords
+        item_rest = self.grammar.item_rest.match
+        separators = shortcuts.SEPARATORS.match
+        key_match = shortcuts.KEY.match
+        comments = self.stream.comments
+        reported, collected = len(self.diagnostics), len(comments)
+        lbrace = shortcuts.BLOCK_OPEN.match(text, key_end).end() - 1
+        p = lbrace + 1
+        items = []
+        while True:
+            q = separators(text, p).end()
+            if "//" in text[p:q]:
+                for c in shortcuts.LINE_COMMENT.finditer(text, p, q):
+                    self.stream._comment(_nt(_Tok, ("LINE_COMMENT", c.group(), c.start(), c.end())))
+            if text.startswith("}", q):
+                break
+            k = key_match(text, q)
+            m = item_rest(text, k.end()) if k is not None and k.group() not in keywords else None
+            item = self._shortcut(shortcuts.PROPERTY, m, k.group(), q, k.end()) if m is not None else None
+            if item is None:
+                del self.diagnostics[reported:], comments[collected:]
+                return None, 0
+            items.append(item)
+            p = m.end()
+        end = q + 1
+        if shortcuts.END.match(text, end) is None:  # the item goes on after the block: not one-line
+            del self.diagnostics[reported:], comments[collected:]
+            return None, 0
+        multiline = text.find("\n", lbrace, end) != -1 or text.find("\r", lbrace, end) != -1
+        body = _ObjectExpr(_nt(_Span, (src, lbrace, end)), items, multiline)
+        return _Command(_nt(_Span, (src, start, end)), _Ident(_nt(_Span, (src, start, key_end)), key), [body]), end
 
     def _has_keyword(self, values: list[tuple[int, int, int]]) -> bool:
         """A name among the values contains a keyword (the shortcut leaves those to the automaton)."""

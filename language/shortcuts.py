@@ -82,6 +82,38 @@ def shortcut_states(actions: list[dict[str, int]], rules: list[tuple]) -> dict[i
     return out
 
 
+def block_states(actions: list[dict[str, int]], rules: list[tuple],
+                 item_states: dict[int, tuple[str, int]]) -> dict[int, int]:
+    """State -> goto state where ``key { item, item... }`` with one-line items may be taken as a whole.
+
+    The automaton must reduce ``key { ... }`` to ``item`` on top of the state, and
+    the states where the inner items start must be item shortcut states.
+    """
+    x = ["IDENT", "COLON", "IDENT"]
+    bodies = [[], x, [*x, "_SEP"], [*x, "_SEP", *x], [*x, "_SEP", *x, "_SEP", *x, "_SEP"]]
+    inner_starts = [["IDENT", "LBRACE"], ["IDENT", "LBRACE", *x, "_SEP"], ["IDENT", "LBRACE", *x, "_SEP", *x, "_SEP"]]
+    out = {}
+    for state, (kind, goto) in item_states.items():
+        if kind != PROPERTY:
+            continue
+        starts = [_feed(actions, rules, [state], seq) for seq in inner_starts]
+        if any(st is None or item_states.get(st[-1], ("",))[0] != PROPERTY for st in starts):
+            continue
+        if all((PROPERTY, [state, goto]) in (_reductions(actions, rules, [state], ["IDENT", "LBRACE", *body, "RBRACE"],
+                                                         sep) or [])
+               for body in bodies for sep in ("_SEP", "RBRACE")):
+            out[state] = goto
+    return out
+
+
+# Inside a block shortcut: `{` after the key, and the blanks, separators and line comments between items.
+BLOCK_OPEN = re.compile(f"{_BLANK}\\{{")
+SEPARATORS = re.compile(r"(?:[ \t\f,\r\n]++|//[^\r\n]*+)*+")
+LINE_COMMENT = re.compile(r"//[^\r\n]*+")
+KEY = re.compile(_ID)
+END = re.compile(_END)
+
+
 def _values(most: int) -> list[list[str]]:
     """Every sequence of 1 to ``most`` value token types."""
     out: list[list[str]] = [[]]

@@ -529,7 +529,8 @@ class ClusterMembership:
                 await self._reach_contacts()
             self._started = True
             self._apply(self.core.start(self._now()))
-            for peer in sorted(self._links):  # (opened while reaching the contacts)
+            for peer in sorted(self._links):  # (opened while reaching the contacts: fresh from now)
+                self._traffic[peer] = self._now()
                 self._apply(self.core.link_up(self._now(), peer))
             for address in self._initial_dials():
                 self._dial(address)
@@ -547,7 +548,7 @@ class ClusterMembership:
         The overlay joins once, through one contact: one still starting (nodes started together)
         would leave this node outside the overlay until HyParView's periodic rejoin.  So the join
         goes through a contact that answered, once all have or the wait is over."""
-        contacts = self._contacts()
+        contacts = [c for c in self._contacts() if c in self.addresses]
         with trio.move_on_after(self.contact_wait):
             while missing := [c for c in contacts if not self.node.is_connected(c)]:
                 for contact in missing:
@@ -756,7 +757,7 @@ class ClusterMembership:
         except RuntimeError:  # the node stopped serving
             self._connecting.discard(peer)
             self._outbox.pop(peer, None)
-            self._envelopes.pop(peer, None)
+            self.node.undeliverable(peer, self._envelopes.pop(peer, ()))
             return False
         return True
 
@@ -764,7 +765,7 @@ class ClusterMembership:
         self._connecting.discard(peer)
         if self.node.is_connected(peer):
             return  # the peer dialled us meanwhile: what waited went out on that link
-        self._envelopes.pop(peer, None)
+        self.node.undeliverable(peer, self._envelopes.pop(peer, ()))
         if self._outbox.pop(peer, None) is not None and self._started and not self._left:
             self._apply(self.core.connect_failed(self._now(), peer))
 
@@ -777,7 +778,7 @@ class ClusterMembership:
             if self.node.ties(peer):
                 self._traffic[peer] = now  # in use: idle only from when its last monitor/link goes
                 continue
-            last = max(self._traffic.get(peer, 0.0), self.node.last_used(peer))
+            last = max(self._traffic.get(peer, 0.0), self.node.sample_use(peer))
             if now - last >= TEMPORARY_LINK_IDLE and peer not in self._outbox and peer not in self._envelopes:
                 self.node.disconnect(peer, "idle, and not an overlay neighbour")
         self._push_timer(now + TEMPORARY_LINK_IDLE / 2, ("_sweep",))

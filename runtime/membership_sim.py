@@ -8,7 +8,7 @@ a run is reproducible from its seed.
 
 Faults: per-message latency (uniform), message loss, partitions between groups
 of nodes, crashes and restarts. Links are FIFO like TCP when ``fifo`` is set.
-Cores built for connection-oriented transports (HyParView, Plumtree) may define
+Cores built for connection-oriented transports (``HyParViewNode``, ``OverlayMembership``) define
 ``peer_down(now, peer)``: the network then calls it when a message to a dead
 node bounces (after one round trip) and, after ``detect_delay``, on every live
 node whose ``neighbors()`` contains a node that just crashed -- modelling the

@@ -23,16 +23,22 @@ processes deliver ``Down(..., noconnection)`` and links to them exit with
 ``noconnection``.  Messages to a node that is not connected are dropped, as
 in Erlang (monitor the target to learn about it).  A peer that comes back with
 a new incarnation is a new node as far as old PIDs are concerned.
+An overlay's membership driver may own the links instead (:meth:`Node.open_links_with`:
+connections opened on demand, idle ones closed; see :mod:`eco.runtime.cluster`).
 
 Per-pair ordering: everything one node sends another (messages, signals,
 casts) goes through the same connection in order, so two messages from one
 process to another arrive in the order they were sent.
 
 The message path is kept short because it is the node's hot path.  Sending
-encodes straight into the connection's buffer (``send_raw_nowait``) and only
-awaits when the buffer is full.  Receiving runs in the connection's reader
-task (``set_receiver(raw=True)``): each frame goes straight into its target's
-mailbox, so a round trip costs no task switch besides the target process's.
+encodes straight into the connection's buffer and only awaits when the buffer
+is full: :attr:`Node.remote_senders` holds, per destination, the connection's
+``payload_offer`` closure (frame head packed once), which ``ctx.send`` calls
+itself; sends that queue behind the connection's writer travel as one
+``SEND_BATCH`` frame per run of messages to one destination.  Receiving runs
+in the connection's reader task (``set_receiver(raw=True)``): each frame goes
+straight into its target's mailbox (a whole batch with one ``extend`` when it
+fits), so a round trip costs no task switch besides the target process's.
 A full ``block`` mailbox (or a spawn-service handler that must wait) switches
 the connection back to queueing until that one message is delivered, which
 keeps order and lets backpressure reach the sender (see :class:`_Inbound`).
@@ -145,6 +151,7 @@ class Node:
         self._membership: Any = None  # eco.runtime.cluster.ClusterMembership (or the connection fallback)
         self._link_opener: Callable[[str, Envelope | None], bool] | None = None  # see open_links_with
         self._used: dict[str, float] = {}  # peer -> when it last carried a non-background envelope
+        self._inbounds: dict[str, _Inbound] = {}  # peer -> its connection's receiving side (see sample_use)
         self._channel_by_type: dict[str, str] = {}
         self._channel_of: dict[type, str] = {}  # message class -> channel, filled on first use
         self.remote_senders: dict[Any, tuple[type, Callable[[Any], bool], str]] = {}
@@ -231,18 +238,18 @@ class Node:
         return node in self._conns
 
     async def wait_connected(self, nodes: Iterable[str]) -> None:
-        """Wait until every node in ``nodes`` (other than this one) is connected (or, with a link
-        opener (:meth:`open_links_with`), reachable on demand)."""
+        """Wait until every node in ``nodes`` (other than this one) is connected; with a link opener
+        (:meth:`open_links_with`), until each is reachable (``opener(peer, None)``: say, a member
+        known to be up, whose link opens with the first envelope), connected or not."""
         wanted = {n for n in nodes if n != self.name}
         while True:
-            missing = wanted - self._conns.keys()
             opener = self._link_opener
             if opener is None:
-                if not missing:
+                if wanted <= self._conns.keys():
                     return
                 await self._changed.park()
                 continue
-            if not any(not opener(peer, None) for peer in missing):
+            if all(opener(peer, None) for peer in sorted(wanted)):
                 return
             with trio.move_on_after(_REOPEN_INTERVAL):  # (reachability changes without a connection: ask again)
                 await self._changed.park()
@@ -281,8 +288,8 @@ class Node:
     def open_links_with(self, opener: Callable[[str, Envelope | None], bool] | None) -> None:
         """Let ``opener(peer, envelope)`` open connections on demand (an overlay's driver owns the links):
         :meth:`send_envelope` to an unconnected peer hands it the envelope (True: it is sent once the
-        connection opens; background gossip (membership, load reports, name tables) is not), and :meth:`wait_connected` takes ``opener(peer, None)`` (True: reachable,
-        the link opens with the first envelope) for a connection."""
+        connection opens; background gossip (membership, load reports, name tables) is not), and
+        :meth:`wait_connected` asks ``opener(peer, None)`` whether a peer is reachable."""
         self._link_opener = opener
 
     def last_used(self, peer: str) -> float:
@@ -296,6 +303,30 @@ class Node:
         k = self.kernel
         return len(k._remote_monitors.get(peer, ())) + len(k._remote_watchers.get(peer, ())) + \
             len(k._remote_links.get(peer, ()))
+
+    def sample_use(self, peer: str) -> float:
+        """:meth:`last_used`, sampled for an idle-link sweep: frames received since the last sample
+        count as now.  Sends through the per-destination fast path (:attr:`remote_senders`) do not
+        touch the node, so sampling also drops the peer's entries there: the next send to it goes
+        through the node once and is recorded."""
+        inbound = self._inbounds.get(peer)
+        if inbound is not None and inbound.active:
+            inbound.active = False
+            self._used[peer] = trio.current_time()
+        self._drop_senders(peer)
+        return self._used.get(peer, 0.0)
+
+    def undeliverable(self, peer: str, envelopes: Iterable[Envelope]) -> None:
+        """Envelopes a link opener held for ``peer`` and could not send (the link did not open):
+        monitors and links fire with ``noconnection``, as for a node that is not connected;
+        anything else is dropped, as a send to a dead process is."""
+        for env in envelopes:
+            dest = env.destination
+            target = dest if type(dest) is PID else (peer, dest)
+            if env.kind == Kind.MONITOR and type(env.source) is PID:
+                self.kernel.down_from_remote(env.source, env.payload, target, NOCONNECTION)
+            elif env.kind == Kind.LINK and type(env.source) is PID and type(dest) is PID:
+                self.kernel.exit_from_remote(env.source, dest, NOCONNECTION)
 
     # ============================================================ connections
 
@@ -421,10 +452,16 @@ class Node:
 
     async def _read(self, conn: Connection) -> None:
         inbound = _Inbound(self, conn)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(inbound.watch_close)
-            await inbound.run()
-            nursery.cancel_scope.cancel()
+        peer = conn.peer.node
+        self._inbounds[peer] = inbound
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(inbound.watch_close)
+                await inbound.run()
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._inbounds.get(peer) is inbound:
+                del self._inbounds[peer]
 
     def _deliver(self, conn: Connection, frame: list) -> Any:
         """Deliver a received frame (``[version, kind, channel, source, destination,
@@ -436,6 +473,8 @@ class Node:
         awaitable an extension handler returned.
         """
         kind = frame[1]
+        if kind in _APPLICATION:
+            self._used[conn.peer.node] = trio.current_time()
         try:
             if kind == _SEND or kind == _CALL or kind == _SEND_BATCH:
                 dest = frame[4]
@@ -546,12 +585,13 @@ class Node:
 
     async def send_remote(self, dest: PID | tuple[str, str], msg: Any, *, sender: PID | None) -> None:
         if type(dest) is PID:
-            conn = self._conns.get(dest.node)  # type: ignore[union-attr]
+            node = dest.node  # type: ignore[union-attr]
             wire_dest: Any = dest
         else:
-            conn = self._conns.get(dest[0])  # type: ignore[index]
+            node = dest[0]  # type: ignore[index]
             wire_dest = dest[1]  # type: ignore[index]
-        if conn is None:
+        conn = self._conns.get(node)
+        if conn is None and self._link_opener is None:
             return  # not connected: dropped, as a send to a dead process is
         if type(msg) is CallRequest:
             kind, channel, msg = _CALL_INT, "", (msg.ref, msg.sender, msg.request)
@@ -561,6 +601,11 @@ class Node:
             channel = self._channel_of.get(type(msg))
             if channel is None:
                 channel = self._channel_for(type(msg))
+        if conn is None:
+            # The overlay's driver opens a link and sends it then (dropped if the node is unreachable).
+            self.send_envelope(node, _envelope((Kind(kind), channel, None, wire_dest, 0, msg)))
+            return
+        self._used[node] = trio.current_time()
         try:
             # Cast-like when the send buffer has room: no Envelope, no await.
             conn.send_raw_nowait(kind, channel, None, wire_dest, 0, msg)
@@ -597,7 +642,9 @@ class Node:
         if entry is None or entry[2] != channel:
             entry = self._sender_for(dest, t, channel)
             if entry is None:
-                return True  # not connected: dropped, as a send to a dead process is
+                # Not connected: dropped, as a send to a dead process is; unless links open on
+                # demand (an overlay's driver): then the slow path hands it over.
+                return self._link_opener is None
         elif entry[0] is not t:
             entry = senders[dest] = (t, entry[1], channel)  # same head, another message type
         if entry[1](msg):
@@ -616,6 +663,7 @@ class Node:
         if conn is None or conn._closing:
             return None
         entry = (t, conn.payload_offer(conn.frame_head(_SEND_INT, channel, None, _wire_dest(dest), 0)), channel)
+        self._used[conn.peer.node] = trio.current_time()  # (see sample_use)
         senders = self.remote_senders
         if len(senders) >= 4096:  # bounded: many destinations just rebuild their entries
             senders.clear()
@@ -628,8 +676,9 @@ class Node:
         return channel
 
     def cast_remote(self, dest: PID | tuple[str, str], msg: Any, *, sender: PID | None) -> None:
-        conn = self._conns.get(_dest_node(dest))
-        if conn is None:
+        node = _dest_node(dest)
+        conn = self._conns.get(node)
+        if conn is None and self._link_opener is None:
             return
         if type(msg) is CallReply:
             env = _envelope((_REPLY, "", None, _wire_dest(dest), 0, (msg.ref, msg.value)))
@@ -640,11 +689,17 @@ class Node:
             if channel is None:
                 channel = self._channel_for(type(msg))
             env = _envelope((_CAST, channel, None, _wire_dest(dest), 0, msg))
-        self._queue(conn, env)
+        if conn is None:
+            self.send_envelope(node, env)  # the overlay's driver opens a link for it
+        else:
+            self._used[node] = trio.current_time()
+            self._queue(conn, env)
 
     def _control_send(self, node: str, env: Envelope) -> bool:
         conn = self._conns.get(node)
-        return conn is not None and self._queue(conn, env)
+        if conn is None:
+            return self.send_envelope(node, env)  # False unless the overlay's driver opens a link for it
+        return self._queue(conn, env)
 
     def monitor_remote(self, watcher: PID, target: PID | tuple[str, str], ref: Ref) -> None:
         env = Envelope(Kind.MONITOR, CONTROL_CHANNEL, watcher, _wire_dest(target), 0, ref)
@@ -670,6 +725,7 @@ class Node:
 
 
 _BACKGROUND = frozenset({Kind.MEMBERSHIP, Kind.LOAD, Kind.NAMES})
+_APPLICATION = frozenset({Kind.SEND, Kind.SEND_BATCH, Kind.CAST, Kind.CALL, Kind.REPLY})
 """Periodic gossip that does not count as using a connection (``Node.last_used``)."""
 _REOPEN_INTERVAL = 0.1
 """Seconds between reachability checks of missing peers in ``wait_connected`` (with a link opener)."""
@@ -690,7 +746,7 @@ class _Inbound:
     fills and the reader stops reading, so backpressure reaches the sender.
     """
 
-    __slots__ = ("node", "conn", "_pending", "_wake", "_closed")
+    __slots__ = ("node", "conn", "_pending", "_wake", "_closed", "active")
 
     def __init__(self, node: Node, conn: Connection) -> None:
         self.node = node
@@ -698,6 +754,7 @@ class _Inbound:
         self._pending: tuple[list, Any] | None = None
         self._wake = trio.Event()
         self._closed = False
+        self.active = False  # a message frame arrived since Node.sample_use last looked
 
     def _make_on_frame(self) -> Callable[[list], None]:
         node, conn = self.node, self.conn
@@ -708,6 +765,7 @@ class _Inbound:
                 raise RuntimeError("a frame was delivered while the node is switched to queueing")
             kind = frame[1]
             if kind is _SEND or kind is _SEND_BATCH:
+                self.active = True
                 # The hot path, inlined: plain sends into a mailbox with room.
                 dest = frame[4]
                 if type(dest) is str:

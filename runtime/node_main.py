@@ -144,7 +144,10 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
             try:
                 # (hyparview: the membership driver owns the links; the --join addresses are its contacts)
                 address = await nursery.start(node.serve, listen, [] if membership.manages_links else args.join)
-            except ConnectError as exc:
+            except (ConnectError, ExceptionGroup) as raised:
+                exc = _connect_error(raised)  # (node.serve's nursery wraps it in a group)
+                if exc is None:
+                    raise
                 report("fatal", message=str(exc))
                 print(f"ecoc node: error: {exc}", file=sys.stderr)
                 status = EXIT_FAILED
@@ -156,6 +159,13 @@ async def serve_node(args: argparse.Namespace, plan: Plan, cluster: Cluster, coo
             logging.getLogger("eco.runtime.node").info("node %s#%d up at %s", args.name, incarnation, address)
             await nursery.start(service.run)
     return status
+
+
+def _connect_error(exc: BaseException) -> ConnectError | None:
+    """The ConnectError in ``exc`` (possibly inside exception groups) when it is the only error."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, ConnectError) else None
 
 
 class _Stopper:

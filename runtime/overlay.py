@@ -29,14 +29,16 @@ it is), a node asks a random member it holds as *down* to become a neighbour
 (HyParView's refresh request, which a full view accepts by evicting a
 neighbour).  A crashed member costs one failed dial; a member that was only cut
 off by a partition answers, the digests swapped over the new link make it
-refute, and the two sides are one overlay again.  (HyParView's own periodic
-refresh of a passive entry does the same when the passive views still hold
-nodes of the other side; this covers partitions long enough to have purged them.)
+refute, and the two sides are one overlay again.  Passive views alone cannot
+do this: every view is full after a heal, full views refuse ordinary requests,
+and a long partition purges the other side from the passive views anyway; the
+member list remembers whom this node lost.
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -115,7 +117,11 @@ class OverlayMembership:
         out = self._route(now, self.view.start(now), "hv")
         if self.track_members:
             out.append(SetTimer(("ae",), now + self.rng.uniform(0.5, 1.0) * self.anti_entropy_interval))
-            out.append(SetTimer(("reconnect",), now + self.reconnect_interval))
+            # Spread the nodes' reconnect rounds over the period (so a heal is noticed within a
+            # fraction of it) with a phase from the name: drawing from ``rng`` would shift every
+            # later random choice of a seeded run.
+            phase = 0.5 + zlib.crc32(self.name.encode()) % 1000 / 1000
+            out.append(SetTimer(("reconnect",), now + phase * self.reconnect_interval))
         out.append(SetTimer(("hb",), now + self.rng.uniform(0, self.phi.heartbeat)))
         return out
 

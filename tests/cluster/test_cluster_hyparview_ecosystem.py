@@ -158,3 +158,71 @@ def test_an_ecosystem_runs_on_the_overlay_and_only_idle_links_outside_it_close(s
                 assert not ma.node.is_connected(b), (a, b)
     for observer in c.names:  # and membership never doubted anyone
         assert all(c.state(observer, n)[0] == "up" for n in c.names if n != observer)
+
+
+@sim_seeds(3)
+def test_plain_sends_keep_a_link_open_and_reopen_a_swept_one(seed):
+    """Plain sends (no monitor, no link across) between two non-neighbours: the link stays
+    while they flow, closes once idle, and the next send opens a new one; nothing is lost."""
+    kernels: dict = {}
+    received: list[int] = []
+
+    async def sink(ctx) -> None:
+        while True:
+            received.append(await ctx.receive())
+
+    async def setup(host, kernel, node, nursery) -> None:
+        kernels[host.name] = kernel
+        kernel.register("sink", kernel.spawn_nowait(sink))
+
+    c = SimCluster(NODES, seed=seed, topology=TOPOLOGY, setup=setup)
+    state: dict = {"phase": 0, "flapped": 0}
+
+    def pair() -> tuple[str, str] | None:
+        for a in c.names:
+            for b in c.names:
+                ma, mb = c.members.get(a), c.members.get(b)
+                if a != b and ma and mb and b not in ma.core.wanted_links() and a not in mb.core.wanted_links() \
+                        and not ma.node.is_connected(b):
+                    return a, b
+        return None
+
+    def sender(a: str, b: str, first: int, count: int, done: str):
+        async def run(ctx) -> None:
+            for i in range(first, first + count):
+                await ctx.send((b, "sink"), i)
+                await trio.sleep(0.2)
+            state[done] = trio.current_time()
+        kernels[a].spawn_nowait(run)
+
+    def check() -> bool:
+        now = c.sim.now
+        if state["phase"] == 0 and now >= 4.0 and len(kernels) == NODES and all(c.all_see(n, "up") for n in c.names):
+            found = pair()
+            if found is None:
+                return False
+            state["pair"] = found
+            state["phase"] = 1
+            sender(*found, 0, 20, "sent1")  # 4 s of traffic, four times the idle period
+            return False
+        if state["phase"] == 1:
+            a, b = state["pair"]
+            if received and not c.members[a].node.is_connected(b):
+                state["flapped"] += 1  # swept while busy
+            if "sent1" in state:
+                state["phase"] = 2
+            return False
+        if state["phase"] == 2:
+            a, b = state["pair"]
+            if not c.members[a].node.is_connected(b) and not c.members[b].node.is_connected(a):
+                state["closed_after"] = now - state["sent1"]
+                state["phase"] = 3
+                sender(a, b, 20, 5, "sent2")
+            return False
+        return state["phase"] == 3 and len(received) >= 25
+
+    c.sim.run(until=check, max_time=40)
+    assert state["phase"] == 3, f"stuck in phase {state['phase']}"
+    assert state["flapped"] == 0, "a link carrying plain sends was swept"
+    assert state["closed_after"] <= 3 * TEMPORARY_LINK_IDLE
+    assert received == list(range(25))  # every message, in order, across the sweep and the reopening

@@ -8,13 +8,14 @@ still learn about each other (updates piggyback on the servers' probes).
 from __future__ import annotations
 
 import logging
+import random
 
 import pytest
 
 from eco.plan.models import ClientServerTopology, SwimDetector
-from eco.runtime.membership import MemberState
+from eco.runtime.membership import Member, MemberState, Send
 from eco.runtime.simulator import sim_seeds
-from eco.runtime.swim import Ping, PingReq, SwimNode
+from eco.runtime.swim import Ping, PingReq, SwimNode, Sync
 
 from cluster_harness import SimCluster  # noqa: E402  (same directory)
 
@@ -59,9 +60,10 @@ def test_clients_probe_servers_and_crashes_and_refutations_are_seen_by_all(seed)
     # n04 cannot reach n01 (nor n01 n04) for 2 s: the indirect probes through n02 vouch for both
     c.sim.at(3.0, lambda: c.sim.partition({"n04"}, {"n01"}))
     c.sim.at(5.0, c.sim.heal)
-    # n01 drops its connection to n04, which cannot redial for 0.4 s: each suspects the other and
-    # both refute (through n02's piggybacked updates, or the full-state sync of the new link)
+
     def cut() -> None:
+        """n01 drops its connection to n04, which cannot redial for 0.4 s: each suspects the other
+        and both refute (n02's piggybacked updates, or the full-state sync of the new link)."""
         c.sim.partition({"n04"}, {"n01"})
         c.members["n01"].node.disconnect("n04", "test: connection cut")
 
@@ -105,35 +107,39 @@ def test_clients_probe_servers_and_crashes_and_refutations_are_seen_by_all(seed)
             assert detected is not None and detected - crashed <= DETECTION_BOUND, (victim, observer, detected)
 
 
+def _core(name: str) -> SwimNode:
+    """``name``'s SWIM core, knowing n01..n05 as up."""
+    core = SwimNode(name, SWIM, rng=random.Random(1), servers=SERVERS)
+    records = tuple(Member(other, 1, MemberState.UP) for other in ("n01", "n02", "n03", "n04", "n05") if other != name)
+    core.receive(0.0, "n01", Sync(records, reply=True))
+    return core
+
+
+def _sent(effects, kind) -> list[str]:
+    return [e.to for e in effects if isinstance(e, Send) and isinstance(e.msg, kind)]
+
+
 def test_the_core_probes_and_asks_only_what_its_role_allows():
-    import random
-
-    def node(name: str) -> SwimNode:
-        core = SwimNode(name, SWIM, rng=random.Random(1), servers=SERVERS)
-        for other in ("n01", "n02", "n03", "n04", "n05"):
-            if other != name:
-                core.receive(0.0, "n01", _sync_of(other))
-        return core
-
-    client, server = node("n04"), node("n01")
+    client, server = _core("n04"), _core("n01")
     assert client.is_client and not server.is_client
-    probed = {e.to for now in range(20) for e in client.timer(float(now), ("probe",)) if isinstance(getattr(e, "msg", None), Ping)}
+    probed = {to for now in range(20) for to in _sent(client.timer(float(now), ("probe",)), Ping)}
     assert probed == set(SERVERS)  # a client probes servers only, all of them over time
-    probed = {e.to for now in range(20) for e in server.timer(float(now), ("probe",)) if isinstance(getattr(e, "msg", None), Ping)}
+    probed = {to for now in range(20) for to in _sent(server.timer(float(now), ("probe",)), Ping)}
     assert probed == {"n02", "n03", "n04", "n05"}  # a server probes everyone
     # A server's probe of a client times out: the indirect probes go to the other server only.
-    effects = server.timer(30.0, ("probe",))
-    seq = next(e.msg.seq for e in effects if isinstance(getattr(e, "msg", None), Ping))
-    helpers = [e.to for e in server.timer(30.1, ("probe_timeout", seq)) if isinstance(getattr(e, "msg", None), PingReq)]
-    assert set(helpers) <= {"n02"} and helpers
-    # A client's syncs and leave go to servers only.
-    syncs = {e.to for now in range(30) for e in client.timer(float(now), ("sync",)) if hasattr(e, "to")}
-    assert syncs <= set(SERVERS)
-    assert {e.to for e in client.leave(40.0)} == set(SERVERS)
-
-
-def _sync_of(name: str):
-    from eco.runtime.membership import Member
-    from eco.runtime.swim import Sync
-
-    return Sync((Member(name, 1, MemberState.UP),), reply=True)
+    for now in range(30, 60):
+        effects = server.timer(float(now), ("probe",))
+        ping = next(e for e in effects if isinstance(e, Send) and isinstance(e.msg, Ping))
+        if ping.to not in SERVERS:
+            break
+    assert _sent(server.timer(now + 0.1, ("probe_timeout", ping.msg.seq)), PingReq) == ["n02"]
+    # A client's indirect probes of a server go through the other server (never a client), and its
+    # syncs and leave go to servers only.
+    for now in range(60, 90):
+        effects = client.timer(float(now), ("probe",))
+        ping = next(e for e in effects if isinstance(e, Send) and isinstance(e.msg, Ping))
+        helpers = _sent(client.timer(now + 0.1, ("probe_timeout", ping.msg.seq)), PingReq)
+        assert helpers == [s for s in SERVERS if s != ping.to]
+    syncs = {to for now in range(30) for to in _sent(client.timer(float(now), ("sync",)), Sync)}
+    assert syncs and syncs <= set(SERVERS)
+    assert {e.to for e in client.leave(90.0)} == set(SERVERS)

@@ -7,13 +7,15 @@ from contextlib import asynccontextmanager
 import msgpack
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eco.runtime.handshake import Identity
 from eco.runtime.kernel import Kernel
 from eco.runtime.node import Node, node_transport_config
 from eco.runtime.secrets import Cookie
-from eco.runtime.tcp import open_tcp_transport
-from eco.runtime.transport import TransportConfig
+from eco.runtime.tcp import TcpConnection, _Framed, open_tcp_transport
+from eco.runtime.transport import PeerInfo, TransportConfig
 from eco.runtime.wire import WIRE_VERSION, Envelope, FrameDecoder, FrameEncoder, Kind, ProtocolError, decode_frames, encode_envelope
 
 pytestmark = pytest.mark.timeout(30)
@@ -85,6 +87,55 @@ def test_a_send_batch_whose_payload_is_not_a_list_is_refused(payload):
         decode_frames(frame)
     with pytest.raises(ProtocolError, match="SEND_BATCH"):
         FrameEncoder().encode(Envelope(Kind.SEND_BATCH, "", None, "d", 0, payload))
+
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 10**6) | st.binary(max_size=120) | st.text(max_size=60)),
+        st.tuples(st.just("cast"), st.integers(0, 100)),
+        st.tuples(st.just("flush"), st.none()),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_ops, st.sampled_from([200, 400, 1000]))
+def test_batched_sends_decode_to_the_same_messages_in_order_within_the_frame_limit(ops, max_frame):
+    # The TCP connection's batching logic without a socket: the writer is "busy"
+    # (everything queues), and "flush" plays the writer taking the buffer.
+    config = TransportConfig(Identity("c", "x", 1, COOKIE), max_frame_size=max_frame, send_buffer_bytes=1500)
+    conn = TcpConnection(config, PeerInfo("y", 1, "nowhere"), _Framed(object(), config))  # type: ignore[arg-type]
+    assert conn._fd == -1 and not conn._writer_idle
+    offers = {d: conn.payload_offer(conn.frame_head(Kind.SEND, "", None, d, 0)) for d in ("a", "b")}
+    wire = bytearray()
+    expected = []
+    for op, value in ops:
+        if op == "flush":
+            wire += conn._encoder.take()
+            continue
+        while True:
+            if op == "cast":
+                try:
+                    conn.send_nowait(Envelope(Kind.CAST, "", None, "a", 0, value))
+                    break
+                except trio.WouldBlock:
+                    pass
+            elif offers[op](value):
+                break
+            wire += conn._encoder.take()  # full: let the "writer" drain it
+        expected.append((op, value))
+    wire += conn._encoder.take()
+    got = []
+    for env in decode_frames(bytes(wire), max_frame_size=max_frame):  # (raises FrameTooLarge past the limit)
+        if env.kind is Kind.CAST:
+            got.append(("cast", env.payload))
+        elif env.kind is Kind.SEND_BATCH:
+            got.extend((env.destination, p) for p in env.payload)
+        else:  # a plain SEND only for a payload too big to share a batch frame
+            assert len(msgpack.packb(env.payload)) > max_frame - 40
+            got.append((env.destination, env.payload))
+    assert got == expected
 
 
 # ----------------------------------------------------------------------- TCP

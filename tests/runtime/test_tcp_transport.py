@@ -202,6 +202,36 @@ async def test_an_oversized_frame_closes_only_that_connection_and_keeps_what_cam
     assert any("protocol error" in r.getMessage() and "raw" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_send_batch_without_a_payload_list_closes_only_that_connection(caplog):
+    server = EchoServer()
+    raw_got: list[Envelope] = []
+    raw_closed: list[str] = []
+
+    async def handler(conn):
+        if conn.peer.node != "raw":
+            return await server.handler(conn)
+        async for env in conn:  # (no echo: the connection is closed by then)
+            raw_got.append(env)
+        raw_closed.append(conn.close_reason)
+
+    with trio.fail_after(20):
+        async with open_tcp_transport(config("server")) as transport:
+            address = await transport.listen(handler)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(good_peer_exchange, address, 300)
+                stream = await raw_handshake(address)
+                good = FrameEncoder().encode(Envelope(Kind.SEND_BATCH, "c", None, None, 7, [b"a", b"b"]))
+                bad = msgpack.packb([1, int(Kind.SEND_BATCH), "", None, None, 8, b"not a list"])
+                await stream.send_all(good + bad)
+                await read_until_eof(stream)  # the server closes on us
+                await stream.aclose()
+    # The good batch arrived as its two SENDs; the bad one closed that connection only.
+    assert raw_got == [Envelope(Kind.SEND, "c", None, None, 7, b"a"), Envelope(Kind.SEND, "c", None, None, 7, b"b")]
+    assert "SEND_BATCH" in raw_closed[0]
+    assert server.received["good"] == list(range(300))
+    assert any("protocol error" in r.getMessage() and "raw" in r.getMessage() for r in caplog.records)
+
+
 async def test_silent_peers_are_dropped_by_handshake_timeout_and_keepalive(caplog):
     server = EchoServer()
     with trio.fail_after(20):

@@ -1,0 +1,160 @@
+"""The parser's fast paths give exactly what the plain LALR automaton and lexer give.
+
+Two fast paths are checked differentially: the whole-text splitter (one
+``findall``, cached token classes, module references assembled where the parser
+accepts them) against the reference lexer regex, and the one-line item
+shortcuts (``eco.language.shortcuts``) against parsing the same input with the
+shortcuts switched off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from eco.language import SourceFile, ast, parse
+from eco.language.parser import _grammar
+from eco.language.spans import Span
+from eco.language.tables import load_tables
+
+ROOT = Path(__file__).resolve().parents[2]
+_ALPHABET = 'ab_Z09.:-"\\/*\n\r\t\f {}[](),=<>!?#x'
+
+
+# ------------------------------------------------------------------ lexer
+
+
+def _reference_tokens(text: str, modref_accepted: bool) -> list[tuple[str, int, int]]:
+    """Tokens by matching the grammar's terminals in priority order at each position (the old lexer)."""
+    terminals = load_tables().terminals
+    reference = re.compile("[ \\t\\f]*(?:" + "|".join(f"(?P<{n}>{r})" for n, r in terminals) + ")")
+    ident = re.compile(dict(terminals)["IDENT"])
+    out, pos = [], 0
+    while True:
+        m = reference.match(text, pos)
+        if m is None:
+            pos = re.compile("[ \\t\\f]*").match(text, pos).end()
+            if pos >= len(text):
+                return out
+            out.append(("_BAD", pos, pos + 1))
+            pos += 1
+            continue
+        typ = m.lastgroup
+        start, pos = m.span(typ)
+        if typ == "MODREF" and not modref_accepted:
+            typ, pos = "IDENT", ident.match(text, start).end()
+        out.append((typ, start, pos))
+
+
+def _split_tokens(text: str, modref_accepted: bool) -> list[tuple[str, int, int]]:
+    """The same, the way ``_Parser.run`` lexes."""
+    g = _grammar()
+    out, pos = [], 0
+    strings = iter(g.splitter.findall(text))
+    for s in strings:
+        start = pos
+        pos += len(s)
+        typ, _, n = g.token(s)
+        end = start + n
+        if typ == "_WS":
+            continue
+        if typ == "IDENT" and modref_accepted:
+            m = g.modref.match(text, start)
+            if m is not None:
+                typ, end = "MODREF", m.end()
+                while pos < end:
+                    pos += len(next(strings))
+        out.append((typ, start, end))
+    assert pos == len(text)
+    return out
+
+
+def test_splitter_lexes_like_the_terminals_in_priority_order():
+    rng = random.Random(11)
+    for _ in range(8_000):
+        text = "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(1, 14)))
+        for accepted in (False, True):
+            assert _split_tokens(text, accepted) == _reference_tokens(text, accepted), (text, accepted)
+
+
+# ------------------------------------------------------------------ item shortcuts
+
+
+def test_shortcuts_cover_item_and_field_starts():
+    kinds = sorted({kind for kind, _ in _grammar().shortcuts.values()})
+    assert kinds == ["field", "item"]  # a grammar edit that disables them shows up here
+
+
+def _dump(result) -> tuple:
+    def canon(x):
+        if isinstance(x, list):
+            return [canon(y) for y in x]
+        if isinstance(x, Span):
+            return (x.start, x.end)
+        if isinstance(x, ast.Node):
+            return (type(x).__name__, *((f.name, canon(getattr(x, f.name))) for f in dataclasses.fields(x)))
+        return x
+
+    diags = [(d.code, d.message, canon(d.span), d.label, [(canon(lb.span), lb.message) for lb in d.labels],
+              d.notes, d.help, d.fix and [(canon(e.span), e.replacement) for e in d.fix.edits])
+             for d in result.diagnostics]
+    return canon(result.module), diags
+
+
+def _same_without_shortcuts(text: str) -> None:
+    with_shortcuts = _dump(parse(SourceFile("t.eco", text)))
+    g = _grammar()
+    saved, g.shortcuts = g.shortcuts, {}
+    try:
+        plain = _dump(parse(SourceFile("t.eco", text)))
+    finally:
+        g.shortcuts = saved
+    assert with_shortcuts == plain, text
+
+
+_LINES = [
+    "priority: normal", "chunk: 256KB", "coordinator: a.b:Coordinator", "x: a.b", 'x: "s\\n"', 'x: "bad\\q"',
+    "x: 5zz", "x: -1.5", "workers: a.b:W x 8", "max_restarts: 5 within 10s", 'n1 at "h:1" zone "a"', "when: 1",
+    "carries: x", "x: for", "x: a.on", "on: 1", "x:y", "x:y:z", "x: 1..2", "x: f(1)", "x: [1]", "x: {a: 1}",
+    "x", "x 1", "path: str", "size: int = 0", "took: float = 0.0", "t: Job?", "m: map[str, int] = {}", "d: str = as",
+    "x: 1 // c", "x: 1 /* c */", "x: 1 /* c */ 2", "x :  1", "x: 1,", "x: 1, y: 2", "x\t:\f1",
+]
+_WRAPPERS = [
+    "cluster c {{\n  {0}\n  {1}\n}}\n", "channel c {{ {0}, {1} }}\n", "message M {{\n  {0}\n  {1}\n}}\n",
+    "message M {{ {0}, {1} }}", "ecosystem e {{\n  s {{ {0}\n {1} }}\n}}", "cluster c {{ {0}\r\n{1}\r\n}}",
+    "cluster c {{ {0} // trailing", "cluster c {{\n  {0}\n  {1}",
+]
+
+
+@pytest.mark.parametrize("wrapper", _WRAPPERS)
+def test_shortcut_lines_parse_as_without_shortcuts(wrapper):
+    for a in _LINES:
+        for b in _LINES[::5]:
+            _same_without_shortcuts(wrapper.format(a, b))
+
+
+def test_files_parse_as_without_shortcuts():
+    for path in sorted((ROOT / "examples").rglob("*.eco")) + sorted((ROOT / "tests" / "diagnostics" / "cases").glob("*.eco")):
+        _same_without_shortcuts(path.read_text(encoding="utf-8", errors="replace"))
+
+
+_PIECES = [":", ",", "{", "}", "[", "]", "\n", " ", "a", "a:b", "x.y:Z", "5s", "1..", '"', '"x\\', "/*", "//",
+           "carries", "when", "on", "as", "=", "?", "\r", "'", "-", "..", "1.5", "256KB", '"\\q"', "x: y", "a b c"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_edited_examples_parse_as_without_shortcuts(data):
+    text = (ROOT / "examples" / "thumbnails.eco").read_text(encoding="utf-8")
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(text)))
+        if data.draw(st.booleans()):
+            text = text[:at] + text[at + data.draw(st.integers(1, 6)):]
+        else:
+            text = text[:at] + data.draw(st.sampled_from(_PIECES)) + text[at:]
+    _same_without_shortcuts(text)
