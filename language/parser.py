@@ -50,6 +50,10 @@ from .tables import Tables, load_tables
 MAX_NESTING = 64
 """Deepest allowed nesting of ``{ }``, ``[ ]`` and ``( )``."""
 
+SHORTCUTS_FROM_CHARS = 8192
+"""Files at least this long are parsed with the shortcuts (preparing them costs about as much
+as parsing a 100-line file; the trees and diagnostics are the same either way)."""
+
 TOP_KEYWORDS = ("import", "cluster", "message", "channel", "ecosystem")
 
 _COMMENT_TYPES = frozenset({"LINE_COMMENT", "BLOCK_COMMENT", "BAD_BLOCK_COMMENT"})
@@ -145,14 +149,21 @@ class _Grammar:
         self._classifier = re.compile(f"(?P<_WS>{_BLANKS})|(?:{named}){_TRAILING_BLANKS}")
         self.modref = re.compile(modref) if modref else None
         self.tokens: dict[str, tuple[str, str, int]] = {}
-        terminals = dict(tables.terminals)
-        self.shortcuts: dict[int, tuple[str, int]] = {}
+        self.shortcuts: dict[int, tuple[str, int]] = {}  # filled by prepare_shortcuts
         self.blocks: dict[int, int] = {}
-        if modref and {"NUMBER", "STRING"} <= terminals.keys():
-            self.shortcuts = shortcuts.shortcut_states(self.actions, self.rules)
+        self._shortcuts_prepared = False
+
+    def prepare_shortcuts(self) -> None:
+        """Analyse the tables and compile the regexes for ``shortcuts`` (once; a few ms, so on demand)."""
+        if self._shortcuts_prepared:
+            return
+        self._shortcuts_prepared = True
+        terminals = dict(self.tables.terminals)
+        if self.modref is not None and {"NUMBER", "STRING"} <= terminals.keys():
             self.item_rest = shortcuts.item_regex(terminals, _MODREF_FAST)
             self.terms = shortcuts.term_regex(terminals, _MODREF_FAST)
             self.field_rest = shortcuts.field_regex(terminals)
+            self.shortcuts = shortcuts.shortcut_states(self.actions, self.rules)
             self.blocks = shortcuts.block_states(self.actions, self.rules, self.shortcuts)
 
     @property
@@ -479,7 +490,11 @@ class _Parser:
         token = g.token
         modref_match = g.modref.match if g.modref is not None else None
         keywords = g.keywords
-        shortcut_states = g.shortcuts
+        if n >= SHORTCUTS_FROM_CHARS:
+            g.prepare_shortcuts()
+            shortcut_states = g.shortcuts
+        else:  # a small file: not worth preparing the shortcuts for
+            shortcut_states = {}
         blocks = g.blocks
         block_open = shortcuts.BLOCK_OPEN.match
         if shortcut_states:

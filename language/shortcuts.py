@@ -1,21 +1,23 @@
 """Shortcuts for the parser: whole one-line items recognised by one regex.
 
-Most lines of a `.eco` file are settings with a single plain value
-(``priority: normal``, ``heartbeat: 200ms``) or message fields with a plain
-type (``path: str``, ``size: int = 0``).  Feeding them token by token through
-the LALR automaton costs a dozen table steps and several reductions each.  At
-the start of an item (or field) the parser instead tries one regex for the
-rest of the line; on a match it builds the node directly and does the one
-``goto`` the automaton would have done after reducing it.
+Most lines of a `.eco` file are settings with plain values (``priority: normal``,
+``max_restarts: 5 within 10s``, ``n1 at "h:1" zone "a"``), message fields with a
+plain type (``path: str``, ``size: int = 0``) or small blocks of such settings
+(``backpressure { mailbox: 1000, overflow: block }``).  Feeding them token by
+token through the LALR automaton costs a dozen table steps and several
+reductions each.  At the start of an item (or field) the parser instead tries
+one regex for the rest of the line; on a match it builds the node directly and
+does the one ``goto`` the automaton would have done after reducing it.
 
-This is only sound where the tables agree, so ``shortcut_states`` checks it
-for each state by simulating the tables on the token types involved (the
-shortcut reduces to exactly ``item``/``field`` on top of that state, whatever
-separator follows; the value position accepts a ``module:Class`` reference
-and the key position does not, so contextual lexing gives the same tokens).
-Keywords are never taken by a shortcut (the parser checks), and the regexes
-only match what the lexer would split into the same tokens: no comments or
-line breaks inside, and an item separator or comment right after.
+This is only sound where the tables agree, so ``shortcut_states`` and
+``block_states`` check it for each state by simulating the tables on the token
+types involved (the shortcut reduces to exactly ``item``/``field`` on top of
+that state, whatever separator follows; the value positions accept a
+``module:Class`` reference and the key position does not, so contextual
+lexing gives the same tokens).  Keywords are never taken by a shortcut (the
+parser checks), and the regexes only match what the lexer would split into
+the same tokens: no block comments or line breaks inside an item, and an item
+separator or the closing ``}`` right after it.
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ def field_regex(terminals: dict[str, str]) -> re.Pattern[str]:
 def shortcut_states(actions: list[dict[str, int]], rules: list[tuple]) -> dict[int, tuple[str, int]]:
     """State -> (kind, goto state) for every state where a shortcut may start."""
     out: dict[int, tuple[str, int]] = {}
-    items = [["IDENT", "COLON", *values] for values in _values(3)] + [["IDENT", *values] for values in _values(3)]
+    # Items have any number of values; checking up to two is enough when a third leaves the
+    # automaton exactly where the last two alone would (a loop), which _loops checks.
+    items = [["IDENT", "COLON", *values] for values in _values(2)] + [["IDENT", *values] for values in _values(2)]
     fields = [["IDENT", "COLON", "IDENT"]] + [["IDENT", "COLON", "IDENT", "EQUAL", x] for x in _TERM_TYPES if x != "MODREF"]
     for state, acts in enumerate(actions):
         if acts.get("IDENT", -1) < 0 or "MODREF" in acts:  # the key must lex as a name
@@ -77,9 +81,21 @@ def shortcut_states(actions: list[dict[str, int]], rules: list[tuple]) -> dict[i
             goto = acts.get(kind)
             if goto is None or goto < 0:
                 continue
+            if kind == PROPERTY and not all(_loops(actions, rules, state, head) for head in (["IDENT", "COLON"], ["IDENT"])):
+                continue
             if all(_agrees(actions, rules, state, kind, goto, seq, values_at) for seq in sequences):
                 out[state] = (kind, goto)
     return out
+
+
+def _loops(actions, rules, state: int, head: list[str]) -> bool:
+    """After ``head``, three values leave the same stack as their last two: longer runs repeat."""
+    for three in _values(3):
+        if len(three) == 3:
+            longer = _feed(actions, rules, [state], head + three)
+            if longer is None or longer != _feed(actions, rules, [state], head + three[1:]):
+                return False
+    return True
 
 
 def block_states(actions: list[dict[str, int]], rules: list[tuple],
@@ -138,20 +154,34 @@ def _agrees(actions, rules, state: int, kind: str, goto: int, seq: list[str], va
                for sep in ("_SEP", "RBRACE"))
 
 
+_FED: dict[tuple, list[int] | None] = {}  # (tables id, stack, types) -> _feed result; prefixes recur
+
+
 def _feed(actions, rules, stack: list[int], types: list[str]) -> list[int] | None:
     """The state stack after shifting ``types`` from ``stack`` (None if rejected or it pops below)."""
-    stack = list(stack)
-    for typ in types:
-        while True:
-            act = actions[stack[-1]].get(typ)
-            if act is None:
-                return None
-            if act >= 0:
-                stack.append(act)
-                break
-            if not _reduce(actions, rules, stack, ~act):
-                return None
-    return stack
+    key = (id(actions), tuple(stack), tuple(types))
+    if key in _FED:
+        found = _FED[key]
+        return None if found is None else list(found)
+    if types:
+        before = _feed(actions, rules, stack, types[:-1])
+        result = None if before is None else _shift(actions, rules, before, types[-1])
+    else:
+        result = list(stack)
+    _FED[key] = result
+    return None if result is None else list(result)
+
+
+def _shift(actions, rules, stack: list[int], typ: str) -> list[int] | None:
+    while True:
+        act = actions[stack[-1]].get(typ)
+        if act is None:
+            return None
+        if act >= 0:
+            stack.append(act)
+            return stack
+        if not _reduce(actions, rules, stack, ~act):
+            return None
 
 
 def _reductions(actions, rules, stack: list[int], types: list[str], lookahead: str):

@@ -6,20 +6,21 @@ manager for deadline bookkeeping, a clock read and validation, all useless for
 a scope that has no deadline and was never entered.  :func:`enter_fresh_scope`
 does only what entering such a scope requires (create the scope's
 ``CancelStatus`` under the task's current one and make it the task's), using
-trio internals that have been stable since trio 0.12.
+long-standing trio internals (private, hence the check below).
 
 The internals are checked once at import; if anything is missing (a future
-trio), ``FAST_ENTRY`` is False and the public ``__enter__`` is used instead, so
-behaviour never depends on them.  Leave the scope with ``scope.__exit__``.
+trio), ``FAST_ENTRY`` is False and the public ``__enter__`` is used instead: a
+trio upgrade can cost speed, never correctness.  Leave the scope with ``scope.__exit__``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
 import trio
-from trio.lowlevel import Task
+from trio.lowlevel import Task, enable_ki_protection
 
 __all__ = ["FAST_ENTRY", "enter_fresh_scope", "enter_scope_public"]
 
@@ -36,8 +37,13 @@ def _internals_available() -> bool:
         return False
     probe = trio.CancelScope()
     task_fields = {field.name for field in getattr(Task, "__attrs_attrs__", ())}
+    try:
+        status_params = inspect.signature(CancelStatus).parameters
+    except (TypeError, ValueError):
+        return False
     return (
         isinstance(CancelStatus, type)
+        and {"scope", "parent"} <= status_params.keys()
         and all(hasattr(probe, a) for a in ("_has_been_entered", "_cancel_status", "_deadline", "_relative_deadline"))
         and "_cancel_status" in task_fields
         and callable(getattr(Task, "_activate_cancel_status", None))
@@ -49,6 +55,7 @@ def _make_fast_entry() -> Callable[[trio.CancelScope, Task], None]:
 
     inf = math.inf
 
+    @enable_ki_protection  # as trio's __enter__: a Ctrl-C must not land half-way through
     def enter_fresh_scope(scope: trio.CancelScope, task: Task) -> None:
         """Enter ``scope`` (never entered, no deadline) in the running ``task``."""
         if scope._has_been_entered or scope._deadline != inf or scope._relative_deadline != inf:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from eco.language import SourceFile, ast, parse
+from eco.language import parser
 from eco.language.parser import _grammar
 from eco.language.spans import Span
 from eco.language.tables import load_tables
@@ -86,8 +89,19 @@ def test_splitter_lexes_like_the_terminals_in_priority_order():
 
 
 def test_shortcuts_cover_item_and_field_starts():
-    kinds = sorted({kind for kind, _ in _grammar().shortcuts.values()})
+    g = _grammar()
+    g.prepare_shortcuts()
+    kinds = sorted({kind for kind, _ in g.shortcuts.values()})
     assert kinds == ["field", "item"]  # a grammar edit that disables them shows up here
+    assert set(g.blocks) == {state for state, (kind, _) in g.shortcuts.items() if kind == "item"}
+
+
+def test_small_files_skip_preparing_the_shortcuts():
+    code = ("from eco.language import SourceFile, parse\n"
+            "from eco.language.parser import _grammar\n"
+            "parse(SourceFile('t.eco', 'cluster a { x: 1 }'))\n"
+            "assert not _grammar()._shortcuts_prepared\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def _dump(result) -> tuple:
@@ -107,13 +121,18 @@ def _dump(result) -> tuple:
 
 
 def _same_without_shortcuts(text: str) -> None:
-    with_shortcuts = _dump(parse(SourceFile("t.eco", text)))
     g = _grammar()
-    saved, g.shortcuts = g.shortcuts, {}
+    g.prepare_shortcuts()
+    saved_from, parser.SHORTCUTS_FROM_CHARS = parser.SHORTCUTS_FROM_CHARS, 0  # also for small texts
     try:
-        plain = _dump(parse(SourceFile("t.eco", text)))
+        with_shortcuts = _dump(parse(SourceFile("t.eco", text)))
+        saved, g.shortcuts = g.shortcuts, {}
+        try:
+            plain = _dump(parse(SourceFile("t.eco", text)))
+        finally:
+            g.shortcuts = saved
     finally:
-        g.shortcuts = saved
+        parser.SHORTCUTS_FROM_CHARS = saved_from
     assert with_shortcuts == plain, text
 
 
