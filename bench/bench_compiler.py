@@ -19,7 +19,7 @@ package and pass its parent directory; the in-process measurement then runs in
 child processes alternating between that code and this checkout, and the figure to
 compare is lines/s x calibration_ms, which does not depend on the machine's speed::
 
-    mkdir -p /tmp/base/eco && git archive HEAD | tar -x -C /tmp/base/src
+    mkdir -p /tmp/base/eco /tmp/base/src && git archive HEAD | tar -x -C /tmp/base/src
     for p in language compiler runtime plan stdlib; do ln -s /tmp/base/src/$p /tmp/base/eco/$p; done
     python bench/bench_compiler.py --baseline /tmp/base [--pairs 5]
 """

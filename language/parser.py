@@ -157,14 +157,16 @@ class _Grammar:
         """Analyse the tables and compile the regexes for ``shortcuts`` (once; a few ms, so on demand)."""
         if self._shortcuts_prepared:
             return
-        self._shortcuts_prepared = True
         terminals = dict(self.tables.terminals)
         if self.modref is not None and {"NUMBER", "STRING"} <= terminals.keys():
             self.item_rest = shortcuts.item_regex(terminals, _MODREF_FAST)
             self.terms = shortcuts.term_regex(terminals, _MODREF_FAST)
             self.field_rest = shortcuts.field_regex(terminals)
-            self.shortcuts = shortcuts.shortcut_states(self.actions, self.rules)
-            self.blocks = shortcuts.block_states(self.actions, self.rules, self.shortcuts)
+            self.block = shortcuts.BlockRegexes()
+            states = shortcuts.shortcut_states(self.actions, self.rules)
+            self.blocks = shortcuts.block_states(self.actions, self.rules, states)
+            self.shortcuts = states  # last: a parse in another thread uses them once this is set
+        self._shortcuts_prepared = True
 
     @property
     def master(self) -> re.Pattern[str]:
@@ -496,10 +498,10 @@ class _Parser:
         else:  # a small file: not worth preparing the shortcuts for
             shortcut_states = {}
         blocks = g.blocks
-        block_open = shortcuts.BLOCK_OPEN.match
         if shortcut_states:
             item_rest = g.item_rest.match
             field_rest = g.field_rest.match
+            block_open = g.block.open.match
         PROPERTY = shortcuts.PROPERTY
         bstack = stream.stack  # open brackets, innermost last
         comment_types = _COMMENT_TYPES
@@ -720,17 +722,18 @@ class _Parser:
         src = self.source
         keywords = self.grammar.keywords
         item_rest = self.grammar.item_rest.match
-        separators = shortcuts.SEPARATORS.match
-        key_match = shortcuts.KEY.match
+        regexes = self.grammar.block
+        separators = regexes.separators.match
+        key_match = regexes.key.match
         comments = self.stream.comments
         reported, collected = len(self.diagnostics), len(comments)
-        lbrace = shortcuts.BLOCK_OPEN.match(text, key_end).end() - 1
+        lbrace = regexes.open.match(text, key_end).end() - 1
         p = lbrace + 1
         items = []
         while True:
             q = separators(text, p).end()
             if "//" in text[p:q]:
-                for c in shortcuts.LINE_COMMENT.finditer(text, p, q):
+                for c in regexes.line_comment.finditer(text, p, q):
                     self.stream._comment(_nt(_Tok, ("LINE_COMMENT", c.group(), c.start(), c.end())))
             if text.startswith("}", q):
                 break
@@ -743,7 +746,7 @@ class _Parser:
             items.append(item)
             p = m.end()
         end = q + 1
-        if shortcuts.END.match(text, end) is None:  # the item goes on after the block: not one-line
+        if regexes.end.match(text, end) is None:  # the item goes on after the block: not one-line
             del self.diagnostics[reported:], comments[collected:]
             return None, 0
         multiline = text.find("\n", lbrace, end) != -1 or text.find("\r", lbrace, end) != -1

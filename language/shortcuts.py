@@ -122,12 +122,15 @@ def block_states(actions: list[dict[str, int]], rules: list[tuple],
     return out
 
 
-# Inside a block shortcut: `{` after the key, and the blanks, separators and line comments between items.
-BLOCK_OPEN = re.compile(f"{_BLANK}\\{{")
-SEPARATORS = re.compile(r"(?:[ \t\f,\r\n]++|//[^\r\n]*+)*+")
-LINE_COMMENT = re.compile(r"//[^\r\n]*+")
-KEY = re.compile(_ID)
-END = re.compile(_END)
+class BlockRegexes:
+    """For a block shortcut: its `{`, the blanks, separators and line comments between items, a key, the end."""
+
+    def __init__(self) -> None:
+        self.open = re.compile(f"{_BLANK}\\{{")
+        self.separators = re.compile(r"(?:[ \t\f,\r\n]++|//[^\r\n]*+)*+")
+        self.line_comment = re.compile(r"//[^\r\n]*+")
+        self.key = re.compile(_ID)
+        self.end = re.compile(_END)
 
 
 def _values(most: int) -> list[list[str]]:
