@@ -18,11 +18,13 @@ control over error recovery:
   inside ``{ }`` into single ``_SEP`` tokens (see the grammar), fused with the
   LALR loop; ``_TokenStream`` holds its state and its rarely used helpers.
   Tokens are tuples.
-* Shortcuts (``shortcuts.py``): a one-line setting or message field, or a
-  ``key { ... }`` block of them, is matched by one regex and built directly,
-  followed by the ``goto`` the automaton would do after reducing it.  Where the
-  tables or the text say otherwise the automaton parses it as usual, so trees
-  and diagnostics are the same either way (tests/language/test_parse_shortcuts.py).
+* Shortcuts (``shortcuts.py``, files of 100 KB or more): a one-line setting,
+  ``when`` rule or message field (``map[str, int] = {}``), or a
+  ``key[: values] { ... }`` block of them (nested blocks too), is matched by
+  regexes and built directly, followed by the ``goto`` the automaton would do
+  after reducing it.  Where the tables or the text say otherwise the automaton
+  parses it as usual, so trees and diagnostics are the same either way
+  (tests/language/test_parse_shortcuts.py).
 * ``_Builder`` has one callback per grammar rule that builds ast nodes during
   reductions (no intermediate parse tree).
 * ``_Parser`` runs the LALR automaton.  On a syntax error it reports one
@@ -36,9 +38,11 @@ from __future__ import annotations
 
 import gc
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import accumulate, islice
 from operator import itemgetter
 
 from . import ast, codes, shortcuts
@@ -50,9 +54,13 @@ from .tables import Tables, load_tables
 MAX_NESTING = 64
 """Deepest allowed nesting of ``{ }``, ``[ ]`` and ``( )``."""
 
-SHORTCUTS_FROM_CHARS = 8192
-"""Files at least this long are parsed with the shortcuts (preparing them costs about as much
-as parsing a 100-line file; the trees and diagnostics are the same either way)."""
+SHORTCUTS_FROM_CHARS = 100 * 1024
+"""Files at least this long are parsed with the shortcuts: preparing them (once per process) costs
+about what they save on a 100 KB file (docs/benchmarks.md, "Compiler"); the trees and diagnostics
+are the same either way."""
+
+SHORTCUTS_PREPARED_FROM_CHARS = 8192
+"""Once prepared (by a long file), the shortcuts are used for files from this length on."""
 
 TOP_KEYWORDS = ("import", "cluster", "message", "channel", "ecosystem")
 
@@ -162,9 +170,15 @@ class _Grammar:
             self.item_rest = shortcuts.item_regex(terminals, _MODREF_FAST)
             self.terms = shortcuts.term_regex(terminals, _MODREF_FAST)
             self.field_rest = shortcuts.field_regex(terminals)
-            self.block = shortcuts.BlockRegexes()
+            self.block = shortcuts.BlockRegexes(terminals, _MODREF_FAST)
             states = shortcuts.shortcut_states(self.actions, self.rules)
-            self.blocks = shortcuts.block_states(self.actions, self.rules, states)
+            self.blocks, inner = shortcuts.block_states(self.actions, self.rules, states)
+            self.when_rest = shortcuts.when_regex(terminals, _MODREF_FAST)
+            self.whens = shortcuts.when_states(self.actions, self.rules, states)
+            # Keywords the automaton never accepts where an item's value starts: plain names there.
+            self.value_keywords = tuple({word for word, typ in self.keywords.items() if typ in accepted}
+                                        for accepted in shortcuts.value_token_types(self.actions, self.rules, states))
+            self.whens_in_blocks = inner <= self.whens  # a block shortcut may take its `when` rules too
             self.shortcuts = states  # last: a parse in another thread uses them once this is set
         self._shortcuts_prepared = True
 
@@ -492,7 +506,7 @@ class _Parser:
         token = g.token
         modref_match = g.modref.match if g.modref is not None else None
         keywords = g.keywords
-        if n >= SHORTCUTS_FROM_CHARS:
+        if n >= SHORTCUTS_FROM_CHARS or (g._shortcuts_prepared and n >= SHORTCUTS_PREPARED_FROM_CHARS):
             g.prepare_shortcuts()
             shortcut_states = g.shortcuts
         else:  # a small file: not worth preparing the shortcuts for
@@ -502,6 +516,8 @@ class _Parser:
             item_rest = g.item_rest.match
             field_rest = g.field_rest.match
             block_open = g.block.open.match
+            when_rest = g.when_rest.match
+            whens = g.whens
         PROPERTY = shortcuts.PROPERTY
         bstack = stream.stack  # open brackets, innermost last
         comment_types = _COMMENT_TYPES
@@ -520,7 +536,10 @@ class _Parser:
         recovering = self._recovering is not None
         fed = False
         pos = 0
-        strings = iter(g.splitter.findall(text))
+        parts = g.splitter.findall(text)
+        strings = iter(parts)
+        # Where each string ends, to skip the strings a shortcut covers without a loop iteration each.
+        ends = list(accumulate(map(len, parts))) if shortcut_states else []
         for s in strings:
             start = pos
             pos += len(s)  # where the next string starts
@@ -531,20 +550,29 @@ class _Parser:
             # -- the token stream: contextual lexing, separators, bracket nesting
             if typ == "IDENT":
                 shortcut = shortcut_states.get(sstack[-1])
-                if shortcut is not None and not recovering and s not in keywords:
-                    m = (item_rest if shortcut[0] is PROPERTY else field_rest)(text, end)
-                    if m is not None:
-                        node = self._shortcut(shortcut[0], m, s, start, end)
+                if shortcut is not None and not recovering:
+                    if s not in keywords:
+                        m = (item_rest if shortcut[0] is PROPERTY else field_rest)(text, end)
+                        if m is not None:
+                            node = self._shortcut(shortcut[0], m, s, start, end)
+                            stop = m.end()
+                        elif sstack[-1] in blocks and len(bstack) < MAX_NESTING and (m := block_open(text, end)) is not None:
+                            node, stop = self._block(m, s, start, end, len(bstack) + 1)
+                        else:
+                            node = None
+                    elif s == "when" and sstack[-1] in whens and (m := when_rest(text, end)) is not None:
+                        node = self._when(m, start)
                         stop = m.end()
-                    elif sstack[-1] in blocks and block_open(text, end) is not None and len(bstack) < MAX_NESTING:
-                        node, stop = self._block(s, start, end)
                     else:
                         node = None
                     if node is not None:
                         vstack.append(node)
                         sstack.append(shortcut[1])
-                        while pos < stop:  # the strings the item covers (they end where it ends)
-                            pos += len(next(strings))
+                        if pos < stop:  # skip the strings the item covers (they end where it ends)
+                            i = bisect_left(ends, pos)  # the current string
+                            j = bisect_left(ends, stop, i)  # the last one covered
+                            next(islice(strings, j - i - 1, None))
+                            pos = ends[j]
                         suppress_sep = False
                         fed = True
                         continue
@@ -686,48 +714,89 @@ class _Parser:
                 first = next(i for i in (2, 3, 4, 5) if m.start(i) >= 0)
                 values = [(first - 1, m.start(first), m.end(first))]
                 values += [(t.lastindex, t.start(), t.end()) for t in self.grammar.terms.finditer(text, *m.span(6))]
-            else:
-                values = [(which - 1, m.start(which), m.end(which))]
-            if self._has_keyword(values):
-                return None
-            terms = [self._plain_value(*v) for v in values]
-            span = _nt(_Span, (src, start, values[-1][2]))
+                if self._has_keyword(values, True):
+                    return None
+                terms = [self._plain_value(*v) for v in values]
+                span = _nt(_Span, (src, start, values[-1][2]))
+            else:  # one value, the usual case
+                vs, ve = m.span(which)
+                if which == 3:  # a name
+                    value = text[vs:ve]
+                    if "." in value:
+                        if self._has_keyword([(2, vs, ve)], True):
+                            return None
+                        terms = [_Name(_nt(_Span, (src, vs, ve)), tuple(value.split(".")))]
+                    elif value in self.grammar.value_keywords[0]:
+                        return None
+                    else:
+                        terms = [_Name(_nt(_Span, (src, vs, ve)), (value,))]
+                else:
+                    terms = [self._plain_value(which - 1, vs, ve)]
+                span = _nt(_Span, (src, start, ve))
             if m.start(1) >= 0:
                 return _Property(span, key_ident, terms)
             return _Command(span, key_ident, terms)
+        keywords = self.grammar.keywords
         ts, te = m.span(1)
         type_name = text[ts:te]
-        default = None
-        end = te
-        which = m.lastindex
-        if which > 1:  # a default value; groups 2-4 are the kinds 2-4 of _plain_value
-            value = (which, m.start(which), m.end(which))
-            if type_name in self.grammar.keywords or self._has_keyword([value]):
-                return None
-            default = self._plain_value(*value)
-            end = value[2]
-        elif type_name in self.grammar.keywords:
+        if type_name in keywords:
             return None
         type_span = _nt(_Span, (src, ts, te))
-        type_expr = _TypeExpr(type_span, _Name(type_span, (type_name,)), [], False)
+        args = []
+        if m.start(2) >= 0:  # `name[arg, arg]`: plain names
+            for a in self.grammar.block.key.finditer(text, *m.span(2)):
+                if a.group() in keywords:
+                    return None
+                arg_span = _nt(_Span, (src, a.start(), a.end()))
+                args.append(_TypeExpr(arg_span, _Name(arg_span, (a.group(),)), [], False))
+            end = text.index("]", m.end(2)) + 1
+            type_expr = _TypeExpr(_nt(_Span, (src, ts, end)), _Name(type_span, (type_name,)), args, False)
+        else:
+            end = te
+            type_expr = _TypeExpr(type_span, _Name(type_span, (type_name,)), args, False)
+        default = None
+        which = m.lastindex
+        if which > 2:  # a default value
+            ds, de = m.span(which)
+            if which == 6:
+                default = ast.ListExpr(_nt(_Span, (src, ds, de)), [])
+            elif which == 7:
+                default = _ObjectExpr(_nt(_Span, (src, ds, de)), [], False)
+            else:  # groups 3-5 are the kinds 2-4 of _plain_value
+                value = (which - 1, ds, de)
+                if self._has_keyword([value]):
+                    return None
+                default = self._plain_value(*value)
+            end = de
         return _FieldDecl(_nt(_Span, (src, start, end)), key_ident, type_expr, default)
 
-    def _block(self, key: str, start: int, key_end: int):
-        """``key { item, item... }`` with one-line items (see ``shortcuts.block_states``): (node, end).
+    def _block(self, opened: re.Match, key: str, start: int, key_end: int, depth: int):
+        """``key[:] value... { item, item... }`` (see ``shortcuts.block_states``): (node, end).
 
+        ``opened`` matched the text from the key's end to the ``{``, which opens bracket
+        number ``depth``. The items are one-line items or such blocks again.
         ``(None, 0)`` when the block holds anything else; whatever was reported or
         collected meanwhile is taken back, since the automaton will see it again.
         """
-        text = self.source.text
         src = self.source
-        keywords = self.grammar.keywords
-        item_rest = self.grammar.item_rest.match
-        regexes = self.grammar.block
+        text = src.text
+        g = self.grammar
+        keywords = g.keywords
+        item_rest = g.item_rest.match
+        regexes = g.block
+        block_open = regexes.open.match
         separators = regexes.separators.match
         key_match = regexes.key.match
         comments = self.stream.comments
         reported, collected = len(self.diagnostics), len(comments)
-        lbrace = regexes.open.match(text, key_end).end() - 1
+        terms = []
+        vs, ve = opened.span(2)
+        if vs != ve:  # values before the `{`
+            values = [(t.lastindex, t.start(), t.end()) for t in g.terms.finditer(text, vs, ve)]
+            if self._has_keyword(values, True):
+                return None, 0
+            terms = [self._plain_value(*v) for v in values]
+        lbrace = opened.end() - 1
         p = lbrace + 1
         items = []
         while True:
@@ -738,29 +807,80 @@ class _Parser:
             if text.startswith("}", q):
                 break
             k = key_match(text, q)
-            m = item_rest(text, k.end()) if k is not None and k.group() not in keywords else None
-            item = self._shortcut(shortcuts.PROPERTY, m, k.group(), q, k.end()) if m is not None else None
+            item = None
+            if k is not None and k.group() == "when" and g.whens_in_blocks:
+                m = g.when_rest.match(text, k.end())
+                if m is not None:
+                    item = self._when(m, q)
+                    p = m.end()
+            elif k is not None and k.group() not in keywords:
+                m = item_rest(text, k.end())
+                if m is not None:
+                    item = self._shortcut(shortcuts.PROPERTY, m, k.group(), q, k.end())
+                    p = m.end()
+                elif depth < MAX_NESTING and (m := block_open(text, k.end())) is not None:
+                    item, p = self._block(m, k.group(), q, k.end(), depth + 1)
             if item is None:
                 del self.diagnostics[reported:], comments[collected:]
                 return None, 0
             items.append(item)
-            p = m.end()
         end = q + 1
         if regexes.end.match(text, end) is None:  # the item goes on after the block: not one-line
             del self.diagnostics[reported:], comments[collected:]
             return None, 0
         multiline = text.find("\n", lbrace, end) != -1 or text.find("\r", lbrace, end) != -1
-        body = _ObjectExpr(_nt(_Span, (src, lbrace, end)), items, multiline)
-        return _Command(_nt(_Span, (src, start, end)), _Ident(_nt(_Span, (src, start, key_end)), key), [body]), end
+        terms.append(_ObjectExpr(_nt(_Span, (src, lbrace, end)), items, multiline))
+        span = _nt(_Span, (src, start, end))
+        key_ident = _Ident(_nt(_Span, (src, start, key_end)), key)
+        if opened.start(1) >= 0:
+            return _Property(span, key_ident, terms), end
+        return _Command(span, key_ident, terms), end
 
-    def _has_keyword(self, values: list[tuple[int, int, int]]) -> bool:
-        """A name among the values contains a keyword (the shortcut leaves those to the automaton)."""
+    def _when(self, m: re.Match, start: int):
+        """The ``when`` rule matched by ``grammar.when_rest`` (see ``shortcuts.when_regex``); None: parse it normally."""
+        src = self.source
         keywords = self.grammar.keywords
+        ms, me = m.span(1)
+        metric = m.group(1)
+        parts = tuple(metric.split(".")) if "." in metric else (metric,)
+        action = m.group(11)
+        if action in keywords or any(part in keywords for part in parts):
+            return None
+        values = []
+        for first in (3, 7, 12):  # threshold, window, amount: four groups each, as in _plain_value's kinds 1-4
+            for i in range(first, first + 4):
+                if m.start(i) >= 0:
+                    values.append((i - first + 1, m.start(i), m.end(i)))
+                    break
+            else:
+                values.append(None)
+        if self._has_keyword([v for v in values if v is not None]):
+            return None
+        threshold, window, amount = (None if v is None else self._plain_value(*v) for v in values)
+        end = values[2][2] if amount is not None else m.end(11)
+        return ast.WhenRule(_nt(_Span, (src, start, end)), _Name(_nt(_Span, (src, ms, me)), parts), m.group(2),
+                            threshold, window, _Ident(_nt(_Span, (src, m.start(11), m.end(11))), action), amount)
+
+    def _has_keyword(self, values: list[tuple[int, int, int]], by_position: bool = False) -> bool:
+        """A name among the values contains a keyword (the shortcut leaves those to the automaton).
+
+        With ``by_position`` (the values of an item), only the keywords the automaton
+        accepts at the value's position count (``grammar.value_keywords``); else all do.
+        """
+        keywords = self.grammar.keywords
+        first = later = after_dot = keywords
+        if by_position:
+            first, later, after_dot = self.grammar.value_keywords
         text = self.source.text
-        for kind, vs, ve in values:
+        for i, (kind, vs, ve) in enumerate(values):
             if kind == 2:
                 value = text[vs:ve]
-                if value in keywords or "." in value and any(p in keywords for p in value.split(".")):
+                if "." not in value:
+                    if value in (later if i else first):
+                        return True
+                    continue
+                head, *rest = value.split(".")
+                if head in (later if i else first) or any(p in after_dot for p in rest):
                     return True
         return False
 
@@ -771,6 +891,12 @@ class _Parser:
         if kind == 2:
             return _Name(_nt(_Span, (src, vs, ve)), tuple(value.split(".")) if "." in value else (value,))
         if kind == 3:
+            made = _NUMBER_NODES.get(value)
+            if made is not None:  # a number seen before, without problems: skip decoding it again
+                cls, decoded, unit = made
+                if unit is None:
+                    return cls(_nt(_Span, (src, vs, ve)), decoded)
+                return cls(_nt(_Span, (src, vs, ve)), decoded, unit)
             return self.builder.number(_nt(_Tok, ("NUMBER", value, vs, ve)))
         if kind == 4:
             return self.builder.r_string([_nt(_Tok, ("STRING", value, vs, ve))])
@@ -1231,12 +1357,19 @@ class _Builder:
 
     def number(self, tok: _Tok):
         span = _nt(_Span, (self.src, tok[2], tok[3]))
+        made = _NUMBER_NODES.get(tok[1])
+        if made is not None:  # a number seen before, without problems (see _Parser._plain_value)
+            cls, decoded, unit = made
+            return cls(span, decoded) if unit is None else cls(span, decoded, unit)
         decoded = _NUMBERS.get(tok[1])
         if decoded is None:
             decoded = decode_number(tok.value)
             if len(_NUMBERS) < 4096:  # the same few numbers recur (`4`, `5s`, `256KB`); results are immutable
                 _NUMBERS[tok.value] = decoded
         value, problem = decoded
+        if problem is None and tok[1] not in _NUMBER_NODES and len(_NUMBER_NODES) < 4096:
+            cls = _NUMBER_CLASSES.get(value.kind, ast.Size)
+            _NUMBER_NODES[tok[1]] = (cls, value.value, tok[1] if cls in (ast.Duration, ast.Size) else None)
         if problem is not None:
             pspan = Span(self.src, tok.start_pos + problem.start, tok.start_pos + problem.end)
             code = codes.UNKNOWN_UNIT if problem.code_key == "unit" else codes.INVALID_NUMBER
@@ -1255,6 +1388,9 @@ class _Builder:
 
 
 _NUMBERS: dict[str, tuple] = {}  # number text -> decode_number(text)
+# Number text -> (node class, value, unit text or None) for numbers decoded without a problem.
+_NUMBER_NODES: dict[str, tuple] = {}
+_NUMBER_CLASSES = {"int": ast.Integer, "float": ast.Float, "duration": ast.Duration, "size": ast.Size}
 
 # Module-level names for the hottest constructors (a global lookup instead of two attribute loads).
 _Span = Span

@@ -2,20 +2,22 @@
 
 Most lines of a `.eco` file are settings with plain values (``priority: normal``,
 ``max_restarts: 5 within 10s``, ``n1 at "h:1" zone "a"``), message fields with a
-plain type (``path: str``, ``size: int = 0``) or small blocks of such settings
-(``backpressure { mailbox: 1000, overflow: block }``).  Feeding them token by
+plain type (``path: str``, ``size: int = 0``, ``meta: map[str, str] = {}``),
+``when`` rules with plain values, or blocks of such settings, perhaps nested and
+after values (``backpressure { mailbox: 1000 }``, ``cache: lru { ttl: 30s }``).  Feeding them token by
 token through the LALR automaton costs a dozen table steps and several
 reductions each.  At the start of an item (or field) the parser instead tries
 one regex for the rest of the line; on a match it builds the node directly and
 does the one ``goto`` the automaton would have done after reducing it.
 
-This is only sound where the tables agree, so ``shortcut_states`` and
-``block_states`` check it for each state by simulating the tables on the token
+This is only sound where the tables agree, so ``shortcut_states``,
+``block_states`` and ``when_states`` check it for each state by simulating the tables on the token
 types involved (the shortcut reduces to exactly ``item``/``field`` on top of
 that state, whatever separator follows; the value positions accept a
 ``module:Class`` reference and the key position does not, so contextual
-lexing gives the same tokens).  Keywords are never taken by a shortcut (the
-parser checks), and the regexes only match what the lexer would split into
+lexing gives the same tokens).  Keywords are taken as plain names only where
+the tables show the lexer would not make them keywords (``value_token_types``;
+``register as "x"``), and the regexes only match what the lexer would split into
 the same tokens: no block comments or line breaks inside an item, and an item
 separator or the closing ``}`` right after it.
 """
@@ -63,8 +65,15 @@ def term_regex(terminals: dict[str, str], modref: str) -> re.Pattern[str]:
 
 
 def field_regex(terminals: dict[str, str]) -> re.Pattern[str]:
-    """``: type [= default]`` after a field name; group 1 the type, groups 2-4: name, number, string default."""
-    return re.compile(f"{_BLANK}:{_BLANK}({_ID})(?:{_BLANK}={_BLANK}{_value(terminals, None, True)})?{_END}")
+    """``: type[args] [= default]`` after a field name.
+
+    Group 1: the type's name; group 2: its arguments (plain names and commas, as in
+    ``map[str, int]``), if any; groups 3-5: a name, number or string default;
+    group 6: an empty list default ``[]``; group 7: an empty body default ``{}``.
+    """
+    args = f"(?:{_BLANK}\\[{_BLANK}({_ID}(?:{_BLANK},{_BLANK}{_ID})*+){_BLANK}\\])?"
+    default = f"(?:{_value(terminals, None, True)}|(\\[{_BLANK}\\])|(\\{{{_BLANK}\\}}))"
+    return re.compile(f"{_BLANK}:{_BLANK}({_ID}){args}(?:{_BLANK}={_BLANK}{default})?{_END}")
 
 
 def shortcut_states(actions: list[dict[str, int]], rules: list[tuple]) -> dict[int, tuple[str, int]]:
@@ -73,7 +82,11 @@ def shortcut_states(actions: list[dict[str, int]], rules: list[tuple]) -> dict[i
     # Items have any number of values; checking up to two is enough when a third leaves the
     # automaton exactly where the last two alone would (a loop), which _loops checks.
     items = [["IDENT", "COLON", *values] for values in _values(2)] + [["IDENT", *values] for values in _values(2)]
-    fields = [["IDENT", "COLON", "IDENT"]] + [["IDENT", "COLON", "IDENT", "EQUAL", x] for x in _TERM_TYPES if x != "MODREF"]
+    # Field types: a name, perhaps with one to three plain-name arguments (more repeat the `, name` loop).
+    types = [["IDENT"]] + [["IDENT", "LSQB", *(["IDENT", "COMMA"] * k), "IDENT", "RSQB"] for k in range(3)]
+    defaults = [[]] + [["EQUAL", x] for x in _TERM_TYPES if x != "MODREF"] + [["EQUAL", "LSQB", "RSQB"],
+                                                                            ["EQUAL", "LBRACE", "RBRACE"]]
+    fields = [["IDENT", "COLON", *t, *d] for t, d in [(t, []) for t in types] + [(types[i], d) for i in (0, 1) for d in defaults[1:]]]
     for state, acts in enumerate(actions):
         if acts.get("IDENT", -1) < 0 or "MODREF" in acts:  # the key must lex as a name
             continue
@@ -99,38 +112,119 @@ def _loops(actions, rules, state: int, head: list[str]) -> bool:
 
 
 def block_states(actions: list[dict[str, int]], rules: list[tuple],
-                 item_states: dict[int, tuple[str, int]]) -> dict[int, int]:
-    """State -> goto state where ``key { item, item... }`` with one-line items may be taken as a whole.
+                 item_states: dict[int, tuple[str, int]]) -> tuple[dict[int, int], set[int]]:
+    """State -> goto state where ``key[:] value... { item, item... }`` may be taken as a whole, and the inner item states.
 
-    The automaton must reduce ``key { ... }`` to ``item`` on top of the state, and
-    the states where the inner items start must be item shortcut states.
+    The items inside are one-line items or such blocks again.  The automaton must
+    reduce the whole to ``item`` on top of the state, and the states where the
+    inner items start must be block states themselves (so item shortcut states).
     """
     x = ["IDENT", "COLON", "IDENT"]
-    bodies = [[], x, [*x, "_SEP"], [*x, "_SEP", *x], [*x, "_SEP", *x, "_SEP", *x, "_SEP"]]
-    inner_starts = [["IDENT", "LBRACE"], ["IDENT", "LBRACE", *x, "_SEP"], ["IDENT", "LBRACE", *x, "_SEP", *x, "_SEP"]]
-    out = {}
+    nested = ["IDENT", "LBRACE", "RBRACE"]
+    bodies = [[], x, [*x, "_SEP"], [*x, "_SEP", *x], [*x, "_SEP", *x, "_SEP", *x, "_SEP"], [*nested, "_SEP", *x]]
+    # What comes before the `{`: values as in a one-line item, each kind of value last (the values
+    # before it loop, see _loops); every body after the plainest head, two after the others.
+    heads = [["IDENT"], ["IDENT", "COLON"]]
+    heads += [[*head, *more, t] for head in heads for more in ([], ["IDENT"]) for t in _TERM_TYPES]
+    checks = [(head, body) for head in heads for body in (bodies if head == heads[0] else bodies[:2])]
+    candidates: dict[int, int] = {}
+    inner: dict[int, set[int]] = {}
     for state, (kind, goto) in item_states.items():
         if kind != PROPERTY:
             continue
-        starts = [_feed(actions, rules, [state], seq) for seq in inner_starts]
-        if any(st is None or item_states.get(st[-1], ("",))[0] != PROPERTY for st in starts):
+        starts = [_feed(actions, rules, [state], [*head, "LBRACE"]) for head in heads]
+        starts += [_feed(actions, rules, [state], ["IDENT", "LBRACE", *before]) for before in ([*x, "_SEP"], [*x, "_SEP", *x, "_SEP"])]
+        if any(st is None for st in starts):
             continue
-        if all((PROPERTY, [state, goto]) in (_reductions(actions, rules, [state], ["IDENT", "LBRACE", *body, "RBRACE"],
+        if all((PROPERTY, [state, goto]) in (_reductions(actions, rules, [state], [*head, "LBRACE", *body, "RBRACE"],
                                                          sep) or [])
-               for body in bodies for sep in ("_SEP", "RBRACE")):
-            out[state] = goto
-    return out
+               for head, body in checks for sep in ("_SEP", "RBRACE")):
+            candidates[state] = goto
+            inner[state] = {st[-1] for st in starts}
+    while True:  # keep the states whose inner items may again be blocks taken as a whole
+        dropped = [state for state in candidates if not inner[state] <= candidates.keys()]
+        if not dropped:
+            return candidates, set().union(*(inner[state] for state in candidates))
+        for state in dropped:
+            del candidates[state]
 
 
 class BlockRegexes:
-    """For a block shortcut: its `{`, the blanks, separators and line comments between items, a key, the end."""
+    """For a block shortcut: the values and `{` after the key, the separators and line comments between items, a key, the end."""
 
-    def __init__(self) -> None:
-        self.open = re.compile(f"{_BLANK}\\{{")
+    def __init__(self, terminals: dict[str, str], modref: str) -> None:
+        # Group 1: the colon (absent for a command); group 2: the values before the `{` (read them with term_regex).
+        self.open = re.compile(f"(?:{_BLANK}(:))?((?:{_BLANK}{_value(terminals, modref, False)})*+){_BLANK}\\{{")
         self.separators = re.compile(r"(?:[ \t\f,\r\n]++|//[^\r\n]*+)*+")
         self.line_comment = re.compile(r"//[^\r\n]*+")
         self.key = re.compile(_ID)
         self.end = re.compile(_END)
+
+
+def value_token_types(actions: list[dict[str, int]], rules: list[tuple],
+                      item_states: dict[int, tuple[str, int]]) -> tuple[set[str], set[str], set[str]]:
+    """The token types the automaton accepts where a shortcut item's first value, a later value, or a name's next part starts.
+
+    A keyword outside the set for its position is lexed as a plain name there, so an
+    item shortcut may take it as one.
+    """
+    first: set[str] = set()
+    later: set[str] = set()
+    after_dot: set[str] = set()
+    for state, (kind, _) in item_states.items():
+        if kind != PROPERTY:
+            continue
+        for head in (["IDENT"], ["IDENT", "COLON"]):
+            for values in [[], *_values(2)]:
+                for tail, out in (([], later if values else first), (["IDENT", "DOT"], after_dot)):
+                    stack = _feed(actions, rules, [state], [*head, *values, *tail])
+                    if stack is not None:
+                        out.update(actions[stack[-1]])
+    return first, later, after_dot
+
+
+def when_regex(terminals: dict[str, str], modref: str) -> re.Pattern[str]:
+    """The rest of ``when metric CMP value [for value]: action [value]`` after ``when``.
+
+    Group 1: the metric (a name); group 2: the comparison; groups 3-6: the threshold
+    (modref, name, number, string); groups 7-10: the window after ``for``, if any;
+    group 11: the action; groups 12-15: its amount, if any.
+    """
+    value = _value(terminals, modref, True)
+    return re.compile(f"{_BLANK}({_ID}(?:\\.{_ID})*+){_BLANK}({terminals['CMP']}){_BLANK}{value}"
+                      f"(?:{_BLANK}for(?![A-Za-z0-9_]){_BLANK}{value})?{_BLANK}:{_BLANK}({_ID})"
+                      f"(?:{_BLANK}{value})?{_END}")
+
+
+def when_states(actions: list[dict[str, int]], rules: list[tuple],
+                item_states: dict[int, tuple[str, int]]) -> set[int]:
+    """The item shortcut states where a ``when`` rule with plain values may be taken as a whole.
+
+    The automaton must reduce it to ``item`` on top of the state, and accept a module
+    reference wherever the regex reads a value (so that the lexer splits it the same way).
+    """
+    out = set()
+    metrics = [["IDENT"], ["IDENT", "DOT", "IDENT"]]
+    for state, (kind, goto) in item_states.items():
+        if kind != PROPERTY or "WHEN" not in actions[state]:
+            continue
+        ok = True
+        for metric in metrics:
+            for v in _TERM_TYPES:
+                head = ["WHEN", *metric, "CMP"]
+                for window in ([], ["FOR", v]):
+                    for amount in ([], [v]):
+                        seq = [*head, v, *window, "COLON", "IDENT", *amount]
+                        value_starts = [len(head)] + ([len(head) + 2] if window else []) + ([len(seq) - 1] if amount else [])
+                        for i in value_starts:
+                            before = _feed(actions, rules, [state], seq[:i])
+                            if before is None or "MODREF" not in actions[before[-1]]:
+                                ok = False
+                        ok = ok and all((PROPERTY, [state, goto]) in (_reductions(actions, rules, [state], seq, sep) or [])
+                                        for sep in ("_SEP", "RBRACE"))
+        if ok:
+            out.add(state)
+    return out
 
 
 def _values(most: int) -> list[list[str]]:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from eco.plan.models import HyParViewTopology
 
@@ -64,6 +65,7 @@ class Connect:
 class Neighbor:
     high: bool
     refresh: bool = False  # a full receiver may accept by evicting a neighbour (see the module docstring)
+    seen: Any = None  # a refresh's evidence of a split, for the layer above (eco.runtime.overlay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +170,13 @@ class HyParViewNode:
         self._repair(now, out)
         return out
 
-    def refresh(self, now: float, peer: str) -> list[Effect]:
+    def refresh(self, now: float, peer: str, seen: Any = None) -> list[Effect]:
         """Ask ``peer`` to become a neighbour even though the views may be full (the receiver
         accepts by evicting a neighbour, at most once per shuffle period); for a membership
         layer reaching a member it lost touch with.  Unanswered, it times out like any request."""
         out: list[Effect] = []
         if not self._stopped and peer != self.name and peer not in self.active and peer not in self._pending:
-            self._request(now, peer, Neighbor(high=not self.active, refresh=True), out)
+            self._request(now, peer, Neighbor(high=not self.active, refresh=True, seen=seen), out)
         return out
 
     def receive(self, now: float, src: str, msg: HyParViewMessage) -> list[Effect]:

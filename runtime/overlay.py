@@ -33,12 +33,24 @@ refute, and the two sides are one overlay again.  Passive views alone cannot
 do this: every view is full after a heal, full views refuse ordinary requests,
 and a long partition purges the other side from the passive views anyway; the
 member list remembers whom this node lost.
+
+Joins can split the overlay as well (evictions during a burst of joins may cut
+every link between two groups, each with full views), and then nobody is down
+and nothing above fires.  So, otherwise, with probability ``split_probe`` per
+period (0.1: one probe per node every 100 s by default) a node sends a refresh
+request to a random passive entry, carrying the id of a broadcast it delivered
+at least ``PROBE_EVIDENCE_AGE`` ago.  A receiver that delivered that broadcast
+too is in the same overlay and refuses (two messages, no link changes), so a
+connected overlay is never rewired; one that did not is in another part, and
+accepts: the two parts are one overlay again.  A node that delivered no
+broadcast yet sends no probe.
 """
 
 from __future__ import annotations
 
 import random
 import zlib
+from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -46,7 +58,7 @@ from typing import Any
 from eco.plan.models import HyParViewTopology, PhiDetector
 
 from .broadcast import Deliver, Gossip, Graft, IHave, PlumtreeNode, Prune
-from .hyparview import HyParViewNode, NeighborDown, NeighborUp
+from .hyparview import HyParViewNode, Neighbor, NeighborDown, NeighborReply, NeighborUp
 from .membership import Effect, Member, MemberList, MemberState, Send, SetTimer
 from .mesh import Heartbeat
 from .phi import PhiRegistry
@@ -54,6 +66,9 @@ from .phi import PhiRegistry
 __all__ = ["OverlayDigest", "OverlayMembership"]
 
 _TREE = (Gossip, IHave, Graft, Prune)
+
+PROBE_EVIDENCE_AGE = 5.0
+"""Seconds after which a delivered broadcast has reached the whole overlay (split probes carry one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +94,7 @@ class OverlayMembership:
         link_grace: float = 0.05,
         anti_entropy_interval: float = 1.0,
         reconnect_interval: float = 10.0,
+        split_probe: float = 0.1,
         phi: PhiDetector | None = None,
         track_members: bool = True,
     ) -> None:
@@ -94,6 +110,8 @@ class OverlayMembership:
         self.link_grace = link_grace
         self.anti_entropy_interval = anti_entropy_interval
         self.reconnect_interval = reconnect_interval
+        self.split_probe = split_probe
+        self._delivered: deque[tuple[float, Any]] = deque(maxlen=64)  # (when, id) of recent broadcasts (split probes)
         self.track_members = track_members
         self.links: set[str] = set()
         self.phi = phi or PhiDetector()
@@ -117,11 +135,11 @@ class OverlayMembership:
         out = self._route(now, self.view.start(now), "hv")
         if self.track_members:
             out.append(SetTimer(("ae",), now + self.rng.uniform(0.5, 1.0) * self.anti_entropy_interval))
-            # Spread the nodes' reconnect rounds over the period (so a heal is noticed within a
-            # fraction of it) with a phase from the name: drawing from ``rng`` would shift every
-            # later random choice of a seeded run.
-            phase = 0.5 + zlib.crc32(self.name.encode()) % 1000 / 1000
-            out.append(SetTimer(("reconnect",), now + phase * self.reconnect_interval))
+        # Spread the nodes' reconnect rounds over the period (so a heal is noticed within a
+        # fraction of it) with a phase from the name: drawing from ``rng`` would shift every
+        # later random choice of a seeded run.
+        phase = 0.5 + zlib.crc32(self.name.encode()) % 1000 / 1000
+        out.append(SetTimer(("reconnect",), now + phase * self.reconnect_interval))
         out.append(SetTimer(("hb",), now + self.rng.uniform(0, self.phi.heartbeat)))
         return out
 
@@ -179,6 +197,9 @@ class OverlayMembership:
             return self._route(now, self.tree.receive(now, src, msg), "pt")
         if type(msg) is OverlayDigest:
             return self._merge(now, msg.members)
+        if type(msg) is Neighbor and msg.seen is not None and src not in self.view.active \
+                and self.tree.has_delivered(msg.seen):
+            return [Send(src, NeighborReply(False))]  # a split probe from this very overlay: nothing to join
         return self._route(now, self.view.receive(now, src, msg), "hv")
 
     def timer(self, now: float, key: Hashable) -> list[Any]:
@@ -224,13 +245,23 @@ class OverlayMembership:
     # ------------------------------------------------------------ internals
 
     def _reconnect(self, now: float, out: list[Any]) -> None:
-        """Maybe ask a member held as down to be a neighbour (see the module docstring)."""
-        down = [m.name for m in self.members if m.state == MemberState.DOWN]
-        if not down or self.rng.random() >= len(down) / max(1, self.members.count_alive()):
+        """Maybe ask a member held as down, else (``split_probe``) a passive entry, to be a
+        neighbour (see the module docstring)."""
+        down = [m.name for m in self.members if m.state == MemberState.DOWN] if self.track_members else []
+        if down and self.rng.random() < len(down) / max(1, self.members.count_alive()):
+            candidates = set(down)
+            seen = None
+        elif self.split_probe > 0 and self.rng.random() < self.split_probe:
+            # Evidence: a broadcast delivered here long enough ago to have reached this whole overlay.
+            seen = next((i for t, i in reversed(self._delivered) if now - t >= PROBE_EVIDENCE_AGE), None)
+            if seen is None:
+                return
+            candidates = set(self.view.passive)
+        else:
             return
-        peer = self.view._pick(set(down) - self.view.active - self.view._pending)
+        peer = self.view._pick(candidates - self.view.active - self.view._pending)
         if peer is not None:
-            out += self._route(now, self.view.refresh(now, peer), "hv")
+            out += self._route(now, self.view.refresh(now, peer, seen), "hv")
 
     def _suspect(self, now: float, peer: str, out: list[Any]) -> None:
         if not self.track_members:
@@ -263,6 +294,7 @@ class OverlayMembership:
                 self.detectors.remove(effect.peer)
                 out.append(effect)
             elif kind is Deliver:
+                self._delivered.append((now, effect.id))
                 if type(effect.payload) is Member:
                     out += self._merge(now, (effect.payload,))
                 else:

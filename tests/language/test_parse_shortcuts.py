@@ -142,6 +142,23 @@ _LINES = [
     "carries: x", "x: for", "x: a.on", "on: 1", "x:y", "x:y:z", "x: 1..2", "x: f(1)", "x: [1]", "x: {a: 1}",
     "x", "x 1", "path: str", "size: int = 0", "took: float = 0.0", "t: Job?", "m: map[str, int] = {}", "d: str = as",
     "x: 1 // c", "x: 1 /* c */", "x: 1 /* c */ 2", "x :  1", "x: 1,", "x: 1, y: 2", "x\t:\f1",
+    # fields with type arguments and empty defaults
+    "tags: list[str] = []", "m: map[ str ,int ]", "m: list[on]", "m: list[str]?", "m: list[list[str]]",
+    "x: list[str] = { }", "x: map[a,]", "x: list[str] = [1]", "x: list[] = []", "m: map[a, b, c] = {}",
+    "x: list [ str ] = [ ]", "x: list[str] = {a: 1}", "x: a.b[str]", "x: list[a.b]", "x: list[str] = [] 1",
+    # blocks after values, nested blocks
+    "cache: gossip_cache { ttl: 30s }", "a b.c:D 1 { x: 1, y { z: 2 } }", "a: { }", "s { a { b { c: 1 } } }",
+    "a { b { c: 1 } d }", "a { b { c: 1 } } e", "a: on { x: 1 }", "a { when: 1 }", "a { b { when x > 1: add 1 } }",
+    "a { b // c\n { x: 1 } }", "a 1 2 3 { x: 1\n y: 2 }", "a { x: 1 /* c */ }", "a {\n  b: c { d: 1 } // n\n  e: 2\n}",
+    # keywords as values: a plain name where the automaton does not expect the keyword
+    'register as "x"', "x as", "x: as", "x: a as", "x: as.b", "x: a.as", "x: message", "x 1 for", "x as { y: as }",
+    "x: a.for 1", "x: carries", "x: when on",
+    # `when` rules
+    "when mailbox_depth > 100 for 10s: add 4", "when idle > 60s: remove 2", "when a.b >= x.y: add", 'when a == "s": b c:D',
+    "when a < b:c: add 1", "when a > 1 for: add 1", "when a > 1 forx: add 1", "when for > 1: add 1", "when a > 1: on 2",
+    "when a > for: add", "when a > 1 for 2 for 3: add", "when a > 1: add 1 2", "when a>1:add:b", "when a > 5zz: add 1",
+    "s { when a > 1: add 1, b: 2 }", "when a > 1: add 1 { }", "when a.on > 1: x",
+    "a: x { b: 1 } { c: 2 }", "a { b: 1 }, c { d { } }", "a: 5zz { b: 1 }", "a: x:Y { b: c:D }", 'a "s" { b: "\\q" }',
 ]
 _WRAPPERS = [
     "cluster c {{\n  {0}\n  {1}\n}}\n", "channel c {{ {0}, {1} }}\n", "message M {{\n  {0}\n  {1}\n}}\n",
@@ -153,8 +170,15 @@ _WRAPPERS = [
 @pytest.mark.parametrize("wrapper", _WRAPPERS)
 def test_shortcut_lines_parse_as_without_shortcuts(wrapper):
     for a in _LINES:
-        for b in _LINES[::5]:
+        for b in _LINES[::11]:
             _same_without_shortcuts(wrapper.format(a, b))
+
+
+def test_deeply_nested_blocks_parse_as_without_shortcuts():
+    for depth in range(parser.MAX_NESTING - 3, parser.MAX_NESTING + 3):
+        inner = "a { " * depth + "x: 1" + " }" * depth
+        _same_without_shortcuts(f"cluster c {{\n  {inner}\n}}\n" + "// padding\n" * 10)
+        _same_without_shortcuts(f"cluster c {{\n  {inner} }}\n")
 
 
 def test_files_parse_as_without_shortcuts():
@@ -177,3 +201,25 @@ def test_edited_examples_parse_as_without_shortcuts(data):
         else:
             text = text[:at] + data.draw(st.sampled_from(_PIECES)) + text[at:]
     _same_without_shortcuts(text)
+
+
+def test_bench_spec_items_all_take_shortcuts(monkeypatch):
+    """The generated benchmark spec parses the same either way, and its fields, `when` rules and
+    blocks (nested, after values, with keywords as plain names) never reach the automaton's rules."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from bench_compiler import generate_spec
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    text = generate_spec(300)
+    _same_without_shortcuts(text)
+    reduced = []
+    for rule in ("r_field", "r_when_rule", "r_property"):
+        original = getattr(parser._Builder, rule)
+        monkeypatch.setattr(parser._Builder, rule, lambda self, c, _o=original, _r=rule: reduced.append(_r) or _o(self, c))
+    monkeypatch.setattr(parser, "SHORTCUTS_FROM_CHARS", 0)
+    result = parse(SourceFile("bench.eco", text))
+    assert not result.diagnostics
+    assert reduced.count("r_field") == 0 and reduced.count("r_when_rule") == 0
+    # ranges and calls (`cookie: env("ECO_COOKIE")` in the header) are left to the automaton
+    assert reduced.count("r_property") == text.count("workers: 4..64") + text.count("(")

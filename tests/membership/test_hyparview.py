@@ -175,3 +175,67 @@ def test_refresh_sender_takes_the_peer_when_accepted_keeping_its_view_bounded():
     sends = _sends(node.receive(0.1, "x", NeighborReply(True)))
     (evicted,) = [to for to, m in sends if isinstance(m, Disconnect)]
     assert "x" in node.active and len(node.active) == 2 and evicted in node.passive
+
+
+
+def _two_overlays(seed, **options):
+    """Two separately built overlays of 30 (full views, nobody down: what a split during joins
+    leaves), each of which has delivered a broadcast of its own."""
+    net = SimNet(seed, fifo=True)
+    net.record_effects = lambda e: type(e) is Deliver
+    left = [f"a{i:03d}" for i in range(30)]
+    right = [f"b{i:03d}" for i in range(30)]
+    rng = random.Random(seed)
+    for group in (left, right):
+        for i, name in enumerate(group):
+            add_overlay_node(net, name, CONFIG, contacts=[group[rng.randrange(i)]] if i else [],
+                             track_members=False, **options)
+            net.run_for(0.02)
+    net.run_for(5)
+    net.call(left[0], "broadcast", "left")
+    net.call(right[0], "broadcast", "right")
+    net.run_for(15)
+    assert any("not connected" in p for p in overlay_problems(net))
+    for name in right[:5]:  # what a few nodes remember of the other part
+        net.nodes[name].view.passive.update(rng.sample(left, 3))
+    return net
+
+
+def test_split_probe_joins_two_overlays_with_full_views(seed):
+    """Split probes (refresh requests carrying a broadcast seen long ago) join the two parts."""
+    net = _two_overlays(seed)
+    t = net.run_until_true(lambda: overlay_problems(net) == [], timeout=600, step=1.0)
+    assert t is not None, overlay_problems(net)
+    assert _broadcast_reaches_all(net)
+
+
+def test_no_split_probe_leaves_two_overlays_apart(seed):
+    """The control for the test above: without the probe (and nobody down) nothing joins them."""
+    net = _two_overlays(seed, split_probe=0.0)
+    net.run_for(300)
+    assert any("not connected" in p for p in overlay_problems(net))
+
+
+def test_split_probes_never_rewire_a_connected_overlay(seed):
+    """In one overlay every probe is refused (the receiver delivered the evidence too), before
+    it reaches HyParView: no neighbour is evicted for it."""
+    net = SimNet(seed, fifo=True)
+    names = build_overlay(net, 60, CONFIG, join_spacing=0.02, track_members=False, split_probe=1.0)
+    net.run_for(10)
+    net.call(names[0], "broadcast", "one")
+    net.run_for(10)
+    sent_before = net.sent_by_type["NeighborReply"]
+    refreshes = []
+    for x in names:
+        core = net.nodes[x]
+        original = core.view.receive
+
+        def spy(now, src, msg, _original=original):
+            if type(msg) is Neighbor and msg.seen is not None:
+                refreshes.append(msg)
+            return _original(now, src, msg)
+        core.view.receive = spy
+    net.run_for(30)  # three probe rounds of every node (split_probe=1.0)
+    assert net.sent_by_type["NeighborReply"] - sent_before >= len(names)  # probes were sent and answered
+    assert refreshes == []  # ...and refused before reaching HyParView
+    assert overlay_problems(net) == []
