@@ -43,7 +43,10 @@ at least ``PROBE_EVIDENCE_AGE`` ago.  A receiver that delivered that broadcast
 too is in the same overlay and refuses (two messages, no link changes), so a
 connected overlay is never rewired; one that did not is in another part, and
 accepts: the two parts are one overlay again.  A node that delivered no
-broadcast yet sends no probe.
+broadcast for ``QUIET_AFTER`` sends a plain refresh instead: its part of the
+overlay is quiet (rewiring costs no duplicate broadcasts there), and a small
+part cut off from a busy cluster hears too few broadcasts of its own to carry
+evidence.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ _TREE = (Gossip, IHave, Graft, Prune)
 
 PROBE_EVIDENCE_AGE = 5.0
 """Seconds after which a delivered broadcast has reached the whole overlay (split probes carry one)."""
+QUIET_AFTER = 30.0
+"""Seconds without a delivered broadcast after which split probes go without evidence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,10 +257,16 @@ class OverlayMembership:
             candidates = set(down)
             seen = None
         elif self.split_probe > 0 and self.rng.random() < self.split_probe:
-            # Evidence: a broadcast delivered here long enough ago to have reached this whole overlay.
-            seen = next((i for t, i in reversed(self._delivered) if now - t >= PROBE_EVIDENCE_AGE), None)
-            if seen is None:
-                return
+            # Evidence: a broadcast delivered here long enough ago to have reached this whole
+            # overlay.  None (a plain refresh) when nothing arrived lately: this part is quiet,
+            # so rewiring costs no duplicate broadcasts, and a small part cut off from a busy
+            # cluster hears too few broadcasts of its own to carry evidence.
+            if self._delivered and now - self._delivered[-1][0] < QUIET_AFTER:
+                seen = next((i for t, i in reversed(self._delivered) if now - t >= PROBE_EVIDENCE_AGE), None)
+                if seen is None:
+                    return  # (broadcasts are just starting: wait for one old enough)
+            else:
+                seen = None
             candidates = set(self.view.passive)
         else:
             return

@@ -217,8 +217,8 @@ def test_no_split_probe_leaves_two_overlays_apart(seed):
 
 
 def test_split_probes_never_rewire_a_connected_overlay(seed):
-    """In one overlay every probe is refused (the receiver delivered the evidence too), before
-    it reaches HyParView: no neighbour is evicted for it."""
+    """In one busy overlay every probe is refused (the receiver delivered the evidence too),
+    before it reaches HyParView: no neighbour is evicted for it."""
     net = SimNet(seed, fifo=True)
     names = build_overlay(net, 60, CONFIG, join_spacing=0.02, track_members=False, split_probe=1.0)
     net.run_for(10)
@@ -231,11 +231,13 @@ def test_split_probes_never_rewire_a_connected_overlay(seed):
         original = core.view.receive
 
         def spy(now, src, msg, _original=original):
-            if type(msg) is Neighbor and msg.seen is not None:
+            if type(msg) is Neighbor and msg.refresh:
                 refreshes.append(msg)
             return _original(now, src, msg)
         core.view.receive = spy
-    net.run_for(30)  # three probe rounds of every node (split_probe=1.0)
+    for _ in range(6):  # three probe rounds of every node (split_probe=1.0), while broadcasts flow
+        net.call(names[0], "broadcast", "more")
+        net.run_for(5)
     assert net.sent_by_type["NeighborReply"] - sent_before >= len(names)  # probes were sent and answered
     assert refreshes == []  # ...and refused before reaching HyParView
     assert overlay_problems(net) == []
