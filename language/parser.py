@@ -891,12 +891,6 @@ class _Parser:
         if kind == 2:
             return _Name(_nt(_Span, (src, vs, ve)), tuple(value.split(".")) if "." in value else (value,))
         if kind == 3:
-            made = _NUMBER_NODES.get(value)
-            if made is not None:  # a number seen before, without problems: skip decoding it again
-                cls, decoded, unit = made
-                if unit is None:
-                    return cls(_nt(_Span, (src, vs, ve)), decoded)
-                return cls(_nt(_Span, (src, vs, ve)), decoded, unit)
             return self.builder.number(_nt(_Tok, ("NUMBER", value, vs, ve)))
         if kind == 4:
             return self.builder.r_string([_nt(_Tok, ("STRING", value, vs, ve))])
@@ -1358,16 +1352,12 @@ class _Builder:
     def number(self, tok: _Tok):
         span = _nt(_Span, (self.src, tok[2], tok[3]))
         made = _NUMBER_NODES.get(tok[1])
-        if made is not None:  # a number seen before, without problems (see _Parser._plain_value)
+        if made is not None:  # a number seen before, without problems: skip decoding it again
             cls, decoded, unit = made
             return cls(span, decoded) if unit is None else cls(span, decoded, unit)
-        decoded = _NUMBERS.get(tok[1])
-        if decoded is None:
-            decoded = decode_number(tok.value)
-            if len(_NUMBERS) < 4096:  # the same few numbers recur (`4`, `5s`, `256KB`); results are immutable
-                _NUMBERS[tok.value] = decoded
-        value, problem = decoded
-        if problem is None and tok[1] not in _NUMBER_NODES and len(_NUMBER_NODES) < 4096:
+        value, problem = decode_number(tok.value)
+        # The same few numbers recur (`4`, `5s`, `256KB`), and their nodes' parts are immutable.
+        if problem is None and len(_NUMBER_NODES) < 4096:
             cls = _NUMBER_CLASSES.get(value.kind, ast.Size)
             _NUMBER_NODES[tok[1]] = (cls, value.value, tok[1] if cls in (ast.Duration, ast.Size) else None)
         if problem is not None:
@@ -1387,7 +1377,6 @@ class _Builder:
         return ast.Size(span, value.value, tok[1])
 
 
-_NUMBERS: dict[str, tuple] = {}  # number text -> decode_number(text)
 # Number text -> (node class, value, unit text or None) for numbers decoded without a problem.
 _NUMBER_NODES: dict[str, tuple] = {}
 _NUMBER_CLASSES = {"int": ast.Integer, "float": ast.Float, "duration": ast.Duration, "size": ast.Size}
