@@ -175,6 +175,7 @@ class Kernel:
         self._router: RemoteRouter | None = None
         self._send_remote_nowait: Callable[[Any, Any], bool] | None = None  # the router's optional fast path
         self._remote_senders: dict[Any, tuple[type, Callable[[Any], bool], Any]] = {}  # the router's, if it has them
+        self._lend_read: Callable[[Any, Any], bool] | None = None  # the router's, if it has one (see set_router)
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
         self._tasks = 0  # live processes that have a task (inboxes excluded)
@@ -692,7 +693,7 @@ class Kernel:
                         await self._send(ctx, dest, CallRequest(ref, ctx.pid, request))
                     except NoProc:
                         raise NoProc(dest) from None
-                    answer = await ctx.mailbox.get(is_answer)
+                    answer = await ctx.mailbox.get(is_answer, self._lend_read)
                     if type(answer) is CallReply:
                         return answer.value
                     if answer.reason.kind == "noproc":
@@ -915,6 +916,9 @@ class Kernel:
         self._send_remote_nowait = getattr(router, "send_remote_nowait", None)
         senders = getattr(router, "remote_senders", None)
         self._remote_senders = senders if senders is not None else {}
+        # Optional: ``lend_read(task, mailbox)``, called as a process parks in ``receive``:
+        # the router may have a socket wake it directly (runtime/fd_lending.py).
+        self._lend_read = getattr(router, "lend_read", None)
 
     def node_down(self, node: str) -> None:
         """The connection to ``node`` is lost: fire every monitor and link that crosses to it.

@@ -32,7 +32,7 @@ OVERFLOW_POLICIES = ("block", "drop_oldest", "reject")
 class Mailbox:
     """Bounded FIFO of messages with selective ``get``; see the module docstring."""
 
-    __slots__ = ("_items", "capacity", "overflow", "_waiter", "_senders", "_popped", "closed", "dropped")
+    __slots__ = ("_items", "capacity", "overflow", "_waiter", "_senders", "_popped", "closed", "dropped", "_borrow")
 
     def __init__(self, capacity: int = 1000, overflow: str = "block") -> None:
         if capacity < 1:
@@ -47,6 +47,10 @@ class Mailbox:
         self._popped = 0  # messages ever removed from the front (keeps selective scans incremental)
         self.closed = False
         self.dropped = 0  # messages discarded by drop_oldest
+        # While the parked reader also waits on a socket in place of its connection's
+        # reader task (runtime/fd_lending.py): that connection, which a waker asks
+        # (lend_return) whether the reader is still parked.
+        self._borrow: Any = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -70,7 +74,8 @@ class Mailbox:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            reschedule(waiter)
+            if self._borrow is None or self._borrow.lend_return(waiter):
+                reschedule(waiter)
         return True
 
     def put_system(self, msg: Any) -> None:
@@ -79,7 +84,8 @@ class Mailbox:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            reschedule(waiter)
+            if self._borrow is None or self._borrow.lend_return(waiter):
+                reschedule(waiter)
 
     async def wait_space(self) -> None:
         """Park the calling sender until a message is taken or the mailbox closes."""
@@ -141,12 +147,15 @@ class Mailbox:
         while not self._items:
             await self._park()
 
-    async def get(self, match: Callable[[Any], bool] | None = None) -> Any:
-        """Wait for the first message (satisfying ``match``), remove and return it."""
+    async def get(self, match: Callable[[Any], bool] | None = None, lend: Callable[[Any, Mailbox], bool] | None = None) -> Any:
+        """Wait for the first message (satisfying ``match``), remove and return it.
+
+        ``lend(task, mailbox)``, if given, is called each time the task parks: the node
+        layer may then have a socket wake it directly (runtime/fd_lending.py)."""
         items = self._items
         if match is None:
             while not items:
-                await self._park()
+                await self._park(lend)
             self._popped += 1
             msg = items.popleft()
             if self._senders:
@@ -160,7 +169,7 @@ class Mailbox:
             if found >= 0:
                 return self._take(found)
             scanned_abs = self._popped + len(items)
-            await self._park()
+            await self._park(lend)
 
     def _scan(self, match: Callable[[Any], bool], start: int) -> int:
         items = self._items
@@ -195,14 +204,24 @@ class Mailbox:
                     self._space_freed()
         return removed
 
-    async def _park(self) -> None:
+    async def _park(self, lend: Callable[[Any, Mailbox], bool] | None = None) -> None:
         if self._waiter is not None:
             raise RuntimeError("two tasks are receiving from the same mailbox at once")
-        self._waiter = current_task()
+        task = self._waiter = current_task()
+        if lend is not None:
+            lend(task, self)
         await wait_task_rescheduled(self._abort_park)  # a bound method: cheaper than a closure
+        borrowed = self._borrow
+        if borrowed is not None:  # the socket woke us: read it, as its reader would
+            self._waiter = None
+            borrowed.lent_read_ready(task)
+        elif self._waiter is task:  # (woken by the socket, then the loan ended)
+            self._waiter = None
 
     def _abort_park(self, _: Any) -> Abort:
         self._waiter = None
+        if self._borrow is not None:
+            self._borrow.lend_abort()
         return Abort.SUCCEEDED
 
     # ------------------------------------------------------------ lifecycle

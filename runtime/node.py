@@ -160,6 +160,9 @@ class Node:
         # The receive hot path resolves destinations itself (no per-message kernel call):
         self._lookup = kernel._lookup
         self._names = kernel._names
+        lend_read = getattr(transport, "lend_read", None)
+        if lend_read is not None:
+            self.lend_read = lend_read  # (the kernel calls the transport's directly)
         kernel.set_router(self)
 
     def __repr__(self) -> str:
@@ -792,7 +795,8 @@ class _Inbound:
                         waiter = mailbox._waiter
                         if waiter is not None:
                             mailbox._waiter = None
-                            reschedule(waiter)
+                            if mailbox._borrow is None or mailbox._borrow.lend_return(waiter):
+                                reschedule(waiter)
                         return
             waiting = deliver(conn, frame)
             if waiting is not None:

@@ -170,7 +170,16 @@ class Context:
                         if mb._waiter is not None:
                             raise RuntimeError("two tasks are receiving from the same mailbox at once")
                         mb._waiter = task
+                        lend_read = self.kernel._lend_read
+                        if lend_read is not None:
+                            lend_read(task, mb)  # may wait on a socket too (runtime/fd_lending.py)
                         await wait_task_rescheduled(mb._abort_park)
+                        borrowed = mb._borrow
+                        if borrowed is not None:  # the socket woke us: read it, as its reader would
+                            mb._waiter = None
+                            borrowed.lent_read_ready(task)
+                        elif mb._waiter is task:  # (woken by the socket, then the loan ended)
+                            mb._waiter = None
                 mb._popped += 1
                 msg = items.popleft()
                 if mb._senders:

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 import trio
 
+from .fd_lending import FdLending, fd_lending
 from .handshake import Handshake, Role
 from .transport import (
     ConnectError,
@@ -92,7 +93,7 @@ class _Framed:
 class TcpConnection(Connection):
     """A connection over a trio socket stream (see :class:`Connection` for the API)."""
 
-    def __init__(self, config: TransportConfig, peer: PeerInfo, framed: _Framed):
+    def __init__(self, config: TransportConfig, peer: PeerInfo, framed: _Framed, lending: FdLending | None = None):
         super().__init__(config, peer)
         self._stream = framed.stream
         self._decoder = framed.decoder
@@ -116,6 +117,14 @@ class TcpConnection(Connection):
         # frame was written directly since the writer or reader last ran.
         self._fd = stream_fd(framed.stream)
         self._wrote_directly = False
+        # Lending the reader's wait to a parked process (see lend_read).
+        self._lending = lending if self._fd >= 0 else None
+        self._reader_task: trio.lowlevel.Task | None = None
+        self._reader_gone = False
+        self._borrower: trio.lowlevel.Task | None = None
+        self._borrow_mb: Any = None
+        self.lent_reads = 0
+        """Reads done by a process in place of this connection's reader (see lend_read)."""
 
     async def send(self, env: Envelope) -> None:
         if self._closing:
@@ -243,6 +252,10 @@ class TcpConnection(Connection):
 
     def _append(self, data: bytes) -> None:
         """Queue one encoded frame (after any open batch), or send it now on an idle line."""
+        lending = self._lending
+        if lending is not None:  # (a call's request: its reply will come back here)
+            lending.last = self
+            lending.writer = trio.lowlevel.current_task()
         if self._writer_idle:
             self._buffer(data)
         else:
@@ -271,6 +284,10 @@ class TcpConnection(Connection):
                     sent = 0
                 if sent == len(data):
                     self._tx += 1
+                    lending = self._lending
+                    if lending is not None:  # a reply will likely come back here, for this task (see lend_read)
+                        lending.last = self
+                        lending.writer = trio.lowlevel.current_task()
                     return
                 data = data[sent:]
             if self._encoder.batch is not None:
@@ -350,10 +367,10 @@ class TcpConnection(Connection):
 
     async def _reader(self) -> None:
         stream, decoder = self._stream, self._decoder
-        feed, drain_to = decoder.feed, decoder.drain_to
         fd, wait_readable, read = self._fd, trio.lowlevel.wait_readable, os.read
         inbox, limit = self._inbox, self.config.receive_queue
-        queue, other = inbox.append, self._deliver
+        consume = self._consume
+        self._reader_task = trio.lowlevel.current_task()
         try:
             while self._early:
                 self._deliver(self._early.popleft())
@@ -364,7 +381,8 @@ class TcpConnection(Connection):
                     # first (rather than trying a read that usually fails between
                     # messages) saves a system call and an exception per message on a
                     # request/response pattern, and the wait is the reader's scheduling
-                    # point, so a busy connection cannot starve others.
+                    # point, so a busy connection cannot starve others.  While it waits,
+                    # a process may borrow its place (see lend_read).
                     await wait_readable(fd)
                     try:
                         data = read(fd, _READ_SIZE)
@@ -376,26 +394,8 @@ class TcpConnection(Connection):
                     break
                 self._wrote_directly = False  # (we went through a scheduling point)
                 self._rx += 1
-                feed(data)
-                # Every complete frame of this read goes straight to the
-                # receiver callback, or onto the inbox with one wake-up.
-                while True:
-                    receiver = self._receiver
-                    if receiver is None:
-                        was_empty = not inbox
-                        stopped = drain_to(queue, other)
-                        if was_empty and inbox and self._readers_waiting:
-                            self._readers.unpark()
-                    else:
-                        try:
-                            stopped = drain_to(receiver, other, raw=self._receiver_raw)
-                        except (ProtocolError, trio.Cancelled):
-                            raise
-                        except Exception as exc:
-                            self._receiver_failed(exc)
-                            return
-                    if not stopped:
-                        break
+                if not consume(data):
+                    return
                 if len(inbox) >= limit:
                     await self._wait_inbox_space()
         except ProtocolError as exc:
@@ -407,10 +407,123 @@ class TcpConnection(Connection):
             else:
                 self._abort(self._goodbye_reason or "connection closed", error=False)
             return
+        finally:
+            self._reader_left()
         if self._goodbye_reason is not None:
             self._abort(self._goodbye_reason, error=False)
         else:
             self._abort("the peer closed the connection without saying goodbye")
+
+    def _consume(self, data: bytes) -> bool:
+        """Decode one read: every complete frame goes straight to the receiver callback,
+        or onto the inbox with one wake-up.  False if the receiver failed (the
+        connection is then aborting).  Raises ProtocolError on a malformed stream."""
+        feed, drain_to = self._decoder.feed, self._decoder.drain_to
+        inbox = self._inbox
+        feed(data)
+        while True:
+            receiver = self._receiver
+            if receiver is None:
+                was_empty = not inbox
+                stopped = drain_to(inbox.append, self._deliver)
+                if was_empty and inbox and self._readers_waiting:
+                    self._readers.unpark()
+            else:
+                try:
+                    stopped = drain_to(receiver, self._deliver, raw=self._receiver_raw)
+                except (ProtocolError, trio.Cancelled):
+                    raise
+                except Exception as exc:
+                    self._receiver_failed(exc)
+                    return False
+            if not stopped:
+                return True
+
+    # ------------------------------------------------------------ lending the reader's wait
+
+    def lend_read(self, task: trio.lowlevel.Task, mailbox: Any) -> bool:
+        """Let ``task``, about to park on ``mailbox``, be the one the socket wakes.
+
+        Only while the reader waits for the socket and frames go to a receiver
+        callback.  Whoever wakes the task first undoes the loan: a delivery to
+        the mailbox (``Mailbox`` calls :meth:`lend_return`), the socket (the task
+        calls :meth:`lent_read_ready`), a cancellation (:meth:`lend_abort`) or the
+        reader leaving (:meth:`_reader_left`).
+        """
+        lending, reader = self._lending, self._reader_task
+        if (
+            lending is None or reader is None or self._borrower is not None or self._reader_gone
+            or self._receiver is None or self._closing or self.close_reason is not None
+            or not lending.swap(self._fd, reader, task)
+        ):
+            return False
+        self._borrower = task
+        self._borrow_mb = mailbox
+        mailbox._borrow = self
+        return True
+
+    def _end_loan(self) -> None:
+        mailbox = self._borrow_mb
+        self._borrower = self._borrow_mb = None
+        if mailbox is not None:
+            mailbox._borrow = None
+
+    def lend_return(self, task: trio.lowlevel.Task) -> bool:
+        """A message reached the borrower's mailbox: True if it still waits (the reader has
+        its place back and the caller wakes it), False if the socket already woke it."""
+        if self._borrower is not task:
+            return True
+        if not self._lending.swap(self._fd, task, self._reader_task):  # type: ignore[union-attr]
+            return False  # scheduled by the socket: it reads, then finds the message
+        self._end_loan()
+        return True
+
+    def lend_abort(self) -> None:
+        """The borrower was cancelled while parked: the reader gets its place back."""
+        task = self._borrower
+        if task is not None:
+            self._lending.swap(self._fd, task, self._reader_task)  # type: ignore[union-attr]
+            self._end_loan()
+
+    def lent_read_ready(self, task: trio.lowlevel.Task) -> None:
+        """In the borrower, woken by the socket: do the reader's read, then re-arm the reader."""
+        if self._borrower is not task:
+            return  # the reader left meanwhile
+        lending, fd, reader = self._lending, self._fd, self._reader_task
+        self._end_loan()
+        assert lending is not None and reader is not None
+        if lending.swap(fd, task, reader):
+            return  # (not woken by the socket after all)
+        data = None
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except OSError:  # nothing after all, or broken: the reader finds out itself
+            pass
+        if data:
+            self._wrote_directly = False
+            self._rx += 1
+            self.lent_reads += 1
+            try:
+                self._consume(data)
+            except ProtocolError as exc:
+                self._abort(f"protocol error: {exc}")
+        # (data == b"": end of stream, which stays readable: the reader sees it too)
+        if not self._reader_gone and self.close_reason is None and lending.blocked(reader):
+            lending.arm(fd, reader)
+
+    def _reader_left(self) -> None:
+        self._reader_gone = True
+        task, mailbox = self._borrower, self._borrow_mb
+        if task is None:
+            return
+        lending = self._lending
+        assert lending is not None
+        lending.swap(self._fd, task, None)
+        self._end_loan()
+        # Still parked: it now waits on its mailbox only, as any process does.  Already
+        # woken by the socket: it finds the loan over and simply looks at its mailbox.
+        if not lending.blocked(task) and mailbox is not None and mailbox._waiter is task:
+            mailbox._waiter = None
 
     async def _writer(self) -> None:
         stream, encoder, fd = self._stream, self._encoder, self._fd
@@ -452,6 +565,7 @@ class TcpTransport(Transport):
         self.config = config
         self._nursery = nursery
         self.addresses: list[TcpAddress] = []
+        self._lending = fd_lending() if config.lend_reads else None
 
     async def listen(self, handler: ConnectionHandler, address: Any = None) -> TcpAddress:
         """Listen on ``address`` (default ``127.0.0.1:0``); returns the bound address."""
@@ -520,7 +634,17 @@ class TcpTransport(Transport):
         except HandshakeRefused:
             await trio.aclose_forcefully(stream)
             raise
-        return TcpConnection(self.config, PeerInfo(peer.node, peer.incarnation, address), framed)
+        return TcpConnection(self.config, PeerInfo(peer.node, peer.incarnation, address), framed, self._lending)
+
+    def lend_read(self, task: trio.lowlevel.Task, mailbox: Any) -> bool:
+        """Let ``task``, about to park on ``mailbox``, wait on the socket of the connection
+        it last wrote a lone message to directly, if no other task wrote one since (see
+        :meth:`TcpConnection.lend_read`)."""
+        lending = self._lending
+        if lending is None or lending.writer is not task:
+            return False
+        conn = lending.last
+        return conn is not None and conn.lend_read(task, mailbox)
 
 
 @asynccontextmanager

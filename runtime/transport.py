@@ -53,6 +53,9 @@ class TransportConfig:
     """How long a graceful close waits for buffered data to flush."""
     packer_default: Callable[[Any], Any] | None = field(default=None, repr=False)
     ext_hook: Callable[[int, bytes], Any] | None = field(default=None, repr=False)
+    lend_reads: bool = True
+    """A process parking right after writing a lone message may wait on that socket
+    itself (one scheduling pass per request/response hop instead of two)."""
 
     def __post_init__(self) -> None:
         if self.keepalive_interval <= 0 or self.keepalive_misses < 1:

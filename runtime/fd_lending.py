@@ -1,0 +1,94 @@
+"""Letting a process wait on a connection's socket in place of the connection's reader.
+
+On a request/response exchange between nodes, the answer normally takes two
+trio scheduling passes to reach the process waiting for it: the socket wakes
+the connection's reader task, which decodes the frame and wakes the process.
+The reply the process then writes sits behind both passes.  When a process
+is about to park in ``receive`` right after writing a lone message to a
+connection whose reader is idle, it can instead *borrow* the reader's place
+in trio's I/O registration: the socket then wakes the process directly, the
+process reads and delivers that one read itself (to any mailboxes, its own
+included) and hands the registration back, armed, before its own code runs.
+One pass per hop, as for a bare socket.
+
+A :class:`FdLending` reaches into trio's epoll I/O manager (private, hence the
+check below): the per-descriptor registration records and their update
+function, and a task's "scheduled" marker.  If anything is missing (another
+platform's I/O manager, a future trio), :func:`fd_lending` returns None and
+connections never lend: a trio upgrade can cost speed, never correctness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from trio.lowlevel import Task
+
+__all__ = ["FdLending", "fd_lending"]
+
+
+class FdLending:
+    """The running trio loop's epoll registrations, as one transport's connections use them."""
+
+    __slots__ = ("registered", "update", "last", "writer")
+
+    def __init__(self, registered: Any, update: Any) -> None:
+        self.registered = registered  # fd -> record with .read_task (a defaultdict: use .get)
+        self.update = update  # re-arm a descriptor after changing its record
+        self.last: Any = None  # the connection that last wrote a lone message directly
+        self.writer: Task | None = None  # the task that wrote it
+
+    def holder(self, fd: int) -> Task | None:
+        """The task trio wakes when ``fd`` becomes readable (None: nobody waits)."""
+        record = self.registered.get(fd)
+        return record.read_task if record is not None else None
+
+    def swap(self, fd: int, old: Task, new: Task | None) -> bool:
+        """Make ``new`` the task woken for ``fd`` if ``old`` holds it now (no system call:
+        the descriptor stays armed)."""
+        record = self.registered.get(fd)
+        if record is None or record.read_task is not old:
+            return False
+        record.read_task = new
+        return True
+
+    def arm(self, fd: int, task: Task) -> bool:
+        """Register ``task`` for ``fd`` readable if nobody is (after trio woke the borrower,
+        the record is gone and the descriptor disarmed)."""
+        record = self.registered[fd]
+        if record.read_task is not None:
+            return record.read_task is task
+        record.read_task = task
+        self.update(fd)
+        return True
+
+    @staticmethod
+    def blocked(task: Task) -> bool:
+        """True if ``task`` is parked (neither running nor scheduled to run)."""
+        return task._next_send_fn is None and task is not trio.lowlevel.current_task()
+
+
+def fd_lending() -> FdLending | None:
+    """An :class:`FdLending` for the running trio loop, or None where it cannot work."""
+    try:
+        from trio._core._run import GLOBAL_RUN_CONTEXT
+
+        io_manager = GLOBAL_RUN_CONTEXT.runner.io_manager
+    except (ImportError, AttributeError):
+        return None
+    registered = getattr(io_manager, "_registered", None)
+    update = getattr(io_manager, "_update_registrations", None)
+    task_fields = {field.name for field in getattr(Task, "__attrs_attrs__", ())}
+    if (
+        type(io_manager).__name__ != "EpollIOManager"
+        or not callable(update)
+        or not hasattr(registered, "get")
+        or not hasattr(registered, "__getitem__")
+        or "_next_send_fn" not in task_fields
+    ):
+        return None
+    probe = registered.default_factory() if hasattr(registered, "default_factory") else None
+    if probe is None or not hasattr(probe, "read_task"):
+        return None
+    return FdLending(registered, update)

@@ -1,0 +1,314 @@
+"""A process parked in ``receive`` right after a request waits on the socket itself
+(runtime/fd_lending.py): replies reach it in one scheduling pass, and every other
+way of waking it (a local message, a kill, the connection going away) still works."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from eco.runtime import fd_lending as fd_lending_module
+from eco.runtime.kernel import Kernel
+from eco.runtime.node import Node, node_transport_config
+from eco.runtime.secrets import Cookie
+from eco.runtime.tcp import open_tcp_transport
+
+pytestmark = pytest.mark.timeout(30)
+
+COOKIE = Cookie("fd-lending-test-cookie-0123456789")
+
+
+@asynccontextmanager
+async def running_node(name: str, join=(), **options):
+    kernel = Kernel(name, incarnation=1)
+    config = node_transport_config("t", name, 1, COOKIE, keepalive_interval=0.2, **options)
+    async with kernel, open_tcp_transport(config) as transport:
+        node = Node(kernel, transport)
+        async with trio.open_nursery() as nursery:
+            node.address = await nursery.start(node.serve, "127.0.0.1:0", list(join))
+            node.stop = nursery.cancel_scope.cancel  # type: ignore[attr-defined]
+            yield node
+            nursery.cancel_scope.cancel()
+
+
+async def echo(ctx):
+    while True:
+        sender, payload = await ctx.receive()
+        await ctx.send(sender, payload)
+
+
+def lent_reads(node: Node) -> int:
+    return sum(getattr(conn, "lent_reads", 0) for conn in node._conns.values())
+
+
+async def test_request_response_replies_wake_the_waiting_process_directly():
+    with trio.fail_after(20):
+        async with running_node("b") as b:
+            async with running_node("a", join=[b.address]) as a:
+                await a.wait_connected(["b"])
+                await b.kernel.spawn(echo, name="echo")
+                got: list[int] = []
+                done = trio.Event()
+
+                async def client(ctx):
+                    for i in range(500):
+                        await ctx.send(("b", "echo"), (ctx.self, i))
+                        got.append(await ctx.receive())
+                    done.set()
+
+                await a.kernel.spawn(client)
+                await done.wait()
+                assert got == list(range(500))
+                # Both sides waited on the socket themselves for nearly every hop.
+                assert lent_reads(a) >= 450, lent_reads(a)
+                assert lent_reads(b) >= 450, lent_reads(b)
+
+
+async def test_without_lending_the_same_exchange_goes_through_the_reader():
+    with trio.fail_after(20):
+        async with running_node("b", lend_reads=False) as b:
+            async with running_node("a", join=[b.address], lend_reads=False) as a:
+                await a.wait_connected(["b"])
+                await b.kernel.spawn(echo, name="echo")
+                done = trio.Event()
+                got: list[int] = []
+
+                async def client(ctx):
+                    for i in range(100):
+                        await ctx.send(("b", "echo"), (ctx.self, i))
+                        got.append(await ctx.receive())
+                    done.set()
+
+                await a.kernel.spawn(client)
+                await done.wait()
+                assert got == list(range(100))
+                assert lent_reads(a) == lent_reads(b) == 0
+
+
+async def test_unsupported_trio_internals_mean_no_lending(monkeypatch):
+    monkeypatch.setattr(fd_lending_module, "fd_lending", lambda: None)
+    import eco.runtime.tcp as tcp
+
+    monkeypatch.setattr(tcp, "fd_lending", lambda: None)
+    with trio.fail_after(20):
+        async with running_node("b") as b:
+            async with running_node("a", join=[b.address]) as a:
+                await a.wait_connected(["b"])
+                await b.kernel.spawn(echo, name="echo")
+                done = trio.Event()
+
+                async def client(ctx):
+                    for i in range(50):
+                        await ctx.send(("b", "echo"), (ctx.self, i))
+                        assert await ctx.receive() == i
+                    done.set()
+
+                await a.kernel.spawn(client)
+                await done.wait()
+                assert lent_reads(a) == 0
+
+
+async def test_a_local_message_wakes_a_borrower_and_the_reader_takes_over():
+    with trio.fail_after(20):
+        async with running_node("b") as b:
+            async with running_node("a", join=[b.address]) as a:
+                await a.wait_connected(["b"])
+                sink_got: list = []
+                sink_ready = trio.Event()
+                sink_done = trio.Event()
+
+                async def sink(ctx):
+                    sink_ready.set()
+                    while len(sink_got) < 20:
+                        sink_got.append(await ctx.receive())
+                    sink_done.set()
+
+                await a.kernel.spawn(sink, name="sink")
+                await sink_ready.wait()
+                borrowed = trio.Event()
+                phase: list[str] = []
+                second = trio.Event()
+
+                async def waiter(ctx):
+                    # A lone request to b (nobody answers it), then park: this borrows the socket.
+                    await ctx.send(("b", "nobody"), "hello")
+                    borrowed.set()
+                    phase.append(await ctx.receive())  # woken by a *local* message
+                    phase.append(await ctx.receive())  # and later by a remote one
+                    second.set()
+
+                await a.kernel.spawn(waiter, name="waiter")
+                await borrowed.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                conn = a._conns["b"]
+                assert conn._borrower is not None  # the waiter is the one the socket would wake
+                await a.kernel.send("waiter", "local")
+                await trio.testing.wait_all_tasks_blocked()
+                assert phase == ["local"]
+                # Parked again, and still the last to write a lone message: it borrows again,
+                # and traffic for anyone else still flows through it.
+                for i in range(20):
+                    await b.kernel.send(("a", "sink"), i)
+                await sink_done.wait()
+                assert sink_got == list(range(20))
+                await b.kernel.send(("a", "waiter"), "remote")
+                await second.wait()
+                assert phase == ["local", "remote"]
+
+
+async def test_messages_for_others_read_by_a_borrower_reach_them():
+    with trio.fail_after(20):
+        async with running_node("b") as b:
+            async with running_node("a", join=[b.address]) as a:
+                await a.wait_connected(["b"])
+                others: list[int] = []
+                others_done = trio.Event()
+
+                async def other(ctx):
+                    while len(others) < 30:
+                        others.append(await ctx.receive())
+                    others_done.set()
+
+                await a.kernel.spawn(other, name="other")
+                parked = trio.Event()
+                waiter_got: list = []
+                waiter_done = trio.Event()
+
+                async def waiter(ctx):
+                    await ctx.send(("b", "nobody"), "ping")
+                    parked.set()
+                    waiter_got.append(await ctx.receive())
+                    waiter_done.set()
+
+                await a.kernel.spawn(waiter, name="waiter")
+                await parked.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                assert a._conns["b"]._borrower is not None
+                for i in range(30):  # read by the waiter, for someone else
+                    await b.kernel.send(("a", "other"), i)
+                await others_done.wait()
+                assert others == list(range(30))
+                assert waiter_got == []
+                await b.kernel.send(("a", "waiter"), "yours")
+                await waiter_done.wait()
+                assert waiter_got == ["yours"]
+
+
+async def test_killing_a_borrower_gives_the_socket_back():
+    with trio.fail_after(20):
+        async with running_node("b") as b:
+            async with running_node("a", join=[b.address]) as a:
+                await a.wait_connected(["b"])
+                parked = trio.Event()
+
+                async def waiter(ctx):
+                    await ctx.send(("b", "nobody"), "ping")
+                    parked.set()
+                    await ctx.receive()
+
+                pid = await a.kernel.spawn(waiter, name="waiter")
+                await parked.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                conn = a._conns["b"]
+                assert conn._borrower is not None
+                a.kernel.kill(pid)
+                await trio.testing.wait_all_tasks_blocked()
+                assert conn._borrower is None
+                got: list[int] = []
+                done = trio.Event()
+
+                async def sink(ctx):
+                    while len(got) < 10:
+                        got.append(await ctx.receive())
+                    done.set()
+
+                await a.kernel.spawn(sink, name="sink")
+                for i in range(10):
+                    await b.kernel.send(("a", "sink"), i)
+                await done.wait()
+                assert got == list(range(10))
+
+
+async def test_a_borrower_is_not_stranded_when_its_connection_goes_away():
+    with trio.fail_after(20):
+        async with running_node("a") as a:
+            async with running_node("b", join=[a.address]) as b:
+                await b.wait_connected(["a"])
+                parked = trio.Event()
+                got: list = []
+                done = trio.Event()
+
+                async def waiter(ctx):
+                    await ctx.send(("a", "nobody"), "ping")
+                    parked.set()
+                    got.append(await ctx.receive())
+                    done.set()
+
+                await b.kernel.spawn(waiter, name="waiter")
+                await parked.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                conn = b._conns["a"]
+                assert conn._borrower is not None
+                a.stop()  # the peer goes away: b's reader for that connection ends
+                await b.wait_disconnected("a")
+                await trio.testing.wait_all_tasks_blocked()
+                assert conn._borrower is None
+                await b.kernel.send("waiter", "still alive")
+                await done.wait()
+                assert got == ["still alive"]
+
+
+async def test_a_borrower_still_gets_messages_after_its_connection_is_aborted():
+    with trio.fail_after(20):
+        async with running_node("a") as a:
+            async with running_node("b", join=[a.address]) as b:
+                await b.wait_connected(["a"])
+                parked = trio.Event()
+                got: list = []
+                done = trio.Event()
+
+                async def waiter(ctx):
+                    await ctx.send(("a", "nobody"), "ping")
+                    parked.set()
+                    got.append(await ctx.receive())
+                    done.set()
+
+                await b.kernel.spawn(waiter, name="waiter")
+                await parked.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                conn = b._conns["a"]
+                assert conn._borrower is not None
+                conn._abort("aborted by the test")  # the reader is cancelled while lent out
+                await trio.testing.wait_all_tasks_blocked()
+                assert conn._borrower is None
+                await b.kernel.send("waiter", "after the abort")
+                await done.wait()
+                assert got == ["after the abort"]
+
+
+async def test_calls_wait_on_the_socket_too():
+    async def adder(ctx):
+        while True:
+            msg = await ctx.receive()
+            ctx.reply(msg, sum(msg.request))
+
+    with trio.fail_after(20):
+        async with running_node("b") as b:
+            async with running_node("a", join=[b.address]) as a:
+                await a.wait_connected(["b"])
+                await b.kernel.spawn(adder, name="adder")
+                answers: list[int] = []
+                done = trio.Event()
+
+                async def caller(ctx):
+                    for i in range(200):
+                        answers.append(await ctx.call(("b", "adder"), [i, 1]))
+                    done.set()
+
+                await a.kernel.spawn(caller)
+                await done.wait()
+                assert answers == [i + 1 for i in range(200)]
+                assert lent_reads(a) >= 180, lent_reads(a)
