@@ -1,6 +1,6 @@
 """Two node OS processes on loopback: eco's Node/kernel send path against a raw trio + msgpack socket pair.
 
-    /work/venv/bin/python bench/bench_node.py [--messages 200000] [--round-trips 20000] [--repeat 5]
+    /work/venv/bin/python bench/bench_node.py [--messages 200000] [--round-trips 20000] [--repeat 5] [--no-lend-reads]
 
 Set ``ECO_BENCH_PROFILE=DIR`` to write cProfile files of both eco node
 processes (``DIR/client.prof``, ``DIR/server.prof``; view with
@@ -109,10 +109,15 @@ async def _echo(ctx):
         await send(sender, payload)
 
 
+def _transport_options() -> dict:
+    # ``--no-lend-reads`` (passed on to the server): measure without fd lending (runtime/fd_lending.py).
+    return {"lend_reads": False} if "--no-lend-reads" in sys.argv else {}
+
+
 async def _serve_node() -> None:
     cookie = Cookie(os.environ[_COOKIE_ENV])
     kernel = Kernel("server", incarnation=1, mailbox_size=100_000)
-    async with kernel, open_tcp_transport(node_transport_config("bench", "server", 1, cookie)) as transport:
+    async with kernel, open_tcp_transport(node_transport_config("bench", "server", 1, cookie, **_transport_options())) as transport:
         node = Node(kernel, transport)
         await kernel.spawn(_sink)
         await kernel.spawn(_batch_sink)
@@ -151,7 +156,7 @@ def _spawn_peer(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, 
 
 async def _eco_bench(address: str, cookie: Cookie, messages: int, round_trips: int, peer_pid: int) -> dict[str, float]:
     kernel = Kernel("client", incarnation=1, mailbox_size=100_000)
-    async with kernel, open_tcp_transport(node_transport_config("bench", "client", 1, cookie)) as transport:
+    async with kernel, open_tcp_transport(node_transport_config("bench", "client", 1, cookie, **_transport_options())) as transport:
         node = Node(kernel, transport)
         async with trio.open_nursery() as nursery:
             await nursery.start(node.serve, "127.0.0.1:0", [address])
@@ -271,6 +276,8 @@ def main() -> None:
     parser.add_argument("--round-trips", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5, help="runs of each; medians are reported")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-lend-reads", action="store_true",
+                        help="eco without fd lending (a process never waits on a socket itself)")
     args = parser.parse_args()
     if args.serve:
         _run_profiled("server", _serve_node)
@@ -286,7 +293,7 @@ def main() -> None:
             _stop(raw_proc)
 
     def run_eco() -> dict[str, float]:
-        eco_proc, address = _spawn_peer([sys.executable, str(Path(__file__).resolve()), "--serve"], env)
+        eco_proc, address = _spawn_peer([sys.executable, str(Path(__file__).resolve()), "--serve", *(["--no-lend-reads"] if args.no_lend_reads else [])], env)
         try:
             return _run_profiled("client", _eco_bench, address, Cookie(cookie_text), args.messages, args.round_trips, eco_proc.pid)
         finally:

@@ -39,27 +39,36 @@ class FdLending:
         self.last: Any = None  # the connection that last wrote a lone message directly
         self.writer: Task | None = None  # the task that wrote it
 
-    def holder(self, fd: int) -> Task | None:
-        """The task trio wakes when ``fd`` becomes readable (None: nobody waits)."""
+    def lend(self, fd: int, reader: Task, borrower: Task) -> Any:
+        """Make ``borrower`` the task woken for ``fd`` if ``reader`` waits on it now; returns
+        the registration record (keep it for :meth:`rearm`), or None.  No system call: the
+        descriptor stays armed."""
         record = self.registered.get(fd)
-        return record.read_task if record is not None else None
+        if record is None or record.read_task is not reader:
+            return None
+        record.read_task = borrower
+        return record
 
-    def swap(self, fd: int, old: Task, new: Task | None) -> bool:
-        """Make ``new`` the task woken for ``fd`` if ``old`` holds it now (no system call:
-        the descriptor stays armed)."""
-        record = self.registered.get(fd)
-        if record is None or record.read_task is not old:
+    def swap(self, fd: int, record: Any, old: Task, new: Task | None) -> bool:
+        """Make ``new`` the task woken for ``fd`` if ``old`` is, in this same ``record``."""
+        if self.registered.get(fd) is not record or record.read_task is not old:
             return False
         record.read_task = new
         return True
 
-    def arm(self, fd: int, task: Task) -> bool:
-        """Register ``task`` for ``fd`` readable if nobody is (after trio woke the borrower,
-        the record is gone and the descriptor disarmed)."""
-        record = self.registered[fd]
-        if record.read_task is not None:
-            return record.read_task is task
-        record.read_task = task
+    def rearm(self, fd: int, record: Any, reader: Task) -> bool:
+        """After trio woke the borrower (which disarms ``fd`` and may drop its record), put
+        ``reader`` back in its own record, armed.  False if that cannot be done as it was
+        (another record took its place): the caller then wakes the reader instead, which
+        waits again by itself.  (The reader's cancellation clears *its* record, so the
+        record must be the very one it registered in.)"""
+        registered = self.registered
+        current = registered.get(fd)
+        if current is None:
+            registered[fd] = current = record
+        if current is not record or record.read_task is not None:
+            return False
+        record.read_task = reader
         self.update(fd)
         return True
 

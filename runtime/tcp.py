@@ -123,6 +123,7 @@ class TcpConnection(Connection):
         self._reader_gone = False
         self._borrower: trio.lowlevel.Task | None = None
         self._borrow_mb: Any = None
+        self._lent_record: Any = None  # trio's registration record the borrower sits in
         self.lent_reads = 0
         """Reads done by a process in place of this connection's reader (see lend_read)."""
 
@@ -454,9 +455,12 @@ class TcpConnection(Connection):
         if (
             lending is None or reader is None or self._borrower is not None or self._reader_gone
             or self._receiver is None or self._closing or self.close_reason is not None
-            or not lending.swap(self._fd, reader, task)
         ):
             return False
+        record = lending.lend(self._fd, reader, task)
+        if record is None:
+            return False
+        self._lent_record = record
         self._borrower = task
         self._borrow_mb = mailbox
         mailbox._borrow = self
@@ -473,8 +477,13 @@ class TcpConnection(Connection):
         its place back and the caller wakes it), False if the socket already woke it."""
         if self._borrower is not task:
             return True
-        if not self._lending.swap(self._fd, task, self._reader_task):  # type: ignore[union-attr]
-            return False  # scheduled by the socket: it reads, then finds the message
+        lending = self._lending
+        assert lending is not None
+        if not lending.swap(self._fd, self._lent_record, task, self._reader_task):
+            if not lending.blocked(task):
+                return False  # scheduled by the socket: it reads, then finds the message
+            # Parked, yet no longer the one the socket wakes: the reader was cancelled
+            # and has not run yet.  Wake it now; the reader then finds the loan over.
         self._end_loan()
         return True
 
@@ -482,17 +491,17 @@ class TcpConnection(Connection):
         """The borrower was cancelled while parked: the reader gets its place back."""
         task = self._borrower
         if task is not None:
-            self._lending.swap(self._fd, task, self._reader_task)  # type: ignore[union-attr]
+            self._lending.swap(self._fd, self._lent_record, task, self._reader_task)  # type: ignore[union-attr]
             self._end_loan()
 
     def lent_read_ready(self, task: trio.lowlevel.Task) -> None:
         """In the borrower, woken by the socket: do the reader's read, then re-arm the reader."""
         if self._borrower is not task:
             return  # the reader left meanwhile
-        lending, fd, reader = self._lending, self._fd, self._reader_task
+        lending, fd, reader, record = self._lending, self._fd, self._reader_task, self._lent_record
         self._end_loan()
         assert lending is not None and reader is not None
-        if lending.swap(fd, task, reader):
+        if lending.swap(fd, record, task, reader):
             return  # (not woken by the socket after all)
         data = None
         try:
@@ -508,8 +517,8 @@ class TcpConnection(Connection):
             except ProtocolError as exc:
                 self._abort(f"protocol error: {exc}")
         # (data == b"": end of stream, which stays readable: the reader sees it too)
-        if not self._reader_gone and self.close_reason is None and lending.blocked(reader):
-            lending.arm(fd, reader)
+        if not self._reader_gone and lending.blocked(reader) and not lending.rearm(fd, record, reader):
+            trio.lowlevel.reschedule(reader)  # it returns from its wait and waits again by itself
 
     def _reader_left(self) -> None:
         self._reader_gone = True
@@ -518,7 +527,7 @@ class TcpConnection(Connection):
             return
         lending = self._lending
         assert lending is not None
-        lending.swap(self._fd, task, None)
+        lending.swap(self._fd, self._lent_record, task, None)
         self._end_loan()
         # Still parked: it now waits on its mailbox only, as any process does.  Already
         # woken by the socket: it finds the loan over and simply looks at its mailbox.
