@@ -137,6 +137,7 @@ def _compile(source: SourceFile, key: str, read_diags: list[Diagnostic], resolve
     used_std = {s.module.name for kind in program.std.values() for s in kind.values() if s.used}
     data.sources = [m.name for m in program.modules if not m.is_std or m.name in used_std]
     check_unused(bag, program)
+    program.release()
 
     return CompileResult(
         path=source.path,

@@ -302,6 +302,15 @@ class Program:
         """Project declarations of ``kind`` in file order."""
         return list(self.project[kind].values())
 
+    def release(self) -> None:
+        """Drop the modules' symbol tables once all checks are done (no lookups after this).
+
+        Each symbol points back to its module, a reference cycle that would otherwise keep
+        every module's syntax tree alive as garbage until a full collection walks it.
+        """
+        for module in self.modules:
+            module.own = {}
+
     # ---------------------------------------------------------------- resolving
 
     def lookup(self, module: LoadedModule, kind: str, ref: ast.Name | ast.Ident,

@@ -10,7 +10,8 @@ tables itself, which is several times faster than ``Lark.parse`` and gives full
 control over error recovery:
 
 * Lexing: one C-level ``findall`` splits the whole text into tokens (each with
-  the blanks after it); a token's terminal depends on its text alone and is
+  the blanks after it; with the shortcuts, ``finditer`` instead, restarted after
+  each shortcut, so the text they cover is never split); a token's terminal depends on its text alone and is
   cached (see ``_split_terminals`` for why, and for the one contextual terminal,
   ``module:Class`` references).  ``_Parser.run`` then applies the contextual
   rules (a keyword is a keyword only where the parser accepts it), keeps
@@ -18,11 +19,12 @@ control over error recovery:
   inside ``{ }`` into single ``_SEP`` tokens (see the grammar), fused with the
   LALR loop; ``_TokenStream`` holds its state and its rarely used helpers.
   Tokens are tuples.
-* Shortcuts (``shortcuts.py``, files of 100 KB or more): a one-line setting,
-  ``when`` rule or message field (``map[str, int] = {}``), or a
-  ``key[: values] { ... }`` block of them (nested blocks too), is matched by
-  regexes and built directly, followed by the ``goto`` the automaton would do
-  after reducing it.  Where the tables or the text say otherwise the automaton
+* Shortcuts (``shortcuts.py``, files of 64 KB or more): a one-line setting,
+  range (``workers: 4..64``), ``carries`` list, ``when`` rule or message field
+  (``map[str, int] = {}``), a ``key[: values] { ... }`` block of them (nested
+  blocks too), a declaration's whole body of them, or a whole ``message`` is
+  matched by regexes and built directly, followed by the ``goto`` the automaton
+  would do after reducing it.  Where the tables or the text say otherwise the automaton
   parses it as usual, so trees and diagnostics are the same either way
   (tests/language/test_parse_shortcuts.py).
 * ``_Builder`` has one callback per grammar rule that builds ast nodes during
@@ -38,11 +40,9 @@ from __future__ import annotations
 
 import gc
 import re
-from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import accumulate, islice
 from operator import itemgetter
 
 from . import ast, codes, shortcuts
@@ -54,9 +54,9 @@ from .tables import Tables, load_tables
 MAX_NESTING = 64
 """Deepest allowed nesting of ``{ }``, ``[ ]`` and ``( )``."""
 
-SHORTCUTS_FROM_CHARS = 100 * 1024
+SHORTCUTS_FROM_CHARS = 64 * 1024
 """Files at least this long are parsed with the shortcuts: preparing them (once per process) costs
-about what they save on a 100 KB file (docs/benchmarks.md, "Compiler"); the trees and diagnostics
+about what they save on a 64 KB file (docs/benchmarks.md, "Compiler"); the trees and diagnostics
 are the same either way."""
 
 SHORTCUTS_PREPARED_FROM_CHARS = 8192
@@ -122,6 +122,7 @@ class _Tok(tuple):
 
 
 _new_tuple = tuple.__new__
+_group = re.Match.group  # the text of a match: the strings of ``finditer`` one by one
 
 
 class _Unexpected(Exception):
@@ -159,6 +160,8 @@ class _Grammar:
         self.tokens: dict[str, tuple[str, str, int]] = {}
         self.shortcuts: dict[int, tuple[str, int]] = {}  # filled by prepare_shortcuts
         self.blocks: dict[int, int] = {}
+        self.bodies: dict[int, int] = {}
+        self.messages: dict[int, tuple[int, int]] = {}
         self._shortcuts_prepared = False
 
     def prepare_shortcuts(self) -> None:
@@ -170,15 +173,28 @@ class _Grammar:
             self.item_rest = shortcuts.item_regex(terminals, _MODREF_FAST)
             self.terms = shortcuts.term_regex(terminals, _MODREF_FAST)
             self.field_rest = shortcuts.field_regex(terminals)
-            self.block = shortcuts.BlockRegexes(terminals, _MODREF_FAST)
+            declarations = {word: typ for word, typ in self.keywords.items() if typ in _TOP_KEYWORD_TYPES}
+            self.block = shortcuts.BlockRegexes(terminals, _MODREF_FAST, sorted(declarations))
             states = shortcuts.shortcut_states(self.actions, self.rules)
             self.blocks, inner = shortcuts.block_states(self.actions, self.rules, states)
+            # Declaration bodies as a whole, when the next declaration (or the end) follows.
+            self.bodies, body_inner = shortcuts.body_states(self.actions, self.rules, self.blocks,
+                                                            [*sorted(declarations.values()), "$END"])
+            self.messages = shortcuts.message_states(self.actions, self.rules, states,
+                                                     [*sorted(declarations.values()), "$END"])
             self.when_rest = shortcuts.when_regex(terminals, _MODREF_FAST)
             self.whens = shortcuts.when_states(self.actions, self.rules, states)
             # Keywords the automaton never accepts where an item's value starts: plain names there.
             self.value_keywords = tuple({word for word, typ in self.keywords.items() if typ in accepted}
                                         for accepted in shortcuts.value_token_types(self.actions, self.rules, states))
-            self.whens_in_blocks = inner <= self.whens  # a block shortcut may take its `when` rules too
+            # Block and body shortcuts may take their `when` rules, ranges and `carries` lists too.
+            self.whens_in_blocks = inner | body_inner <= self.whens
+            self.range_rest = shortcuts.range_regex(terminals)
+            self.carries_rest = shortcuts.carries_regex()
+            self.carries_word = next((word for word, typ in self.keywords.items() if typ == "CARRIES"), None)
+            ranges, carries = shortcuts.extra_item_kinds(self.actions, self.rules, self.blocks)
+            self.ranges_in_blocks = ranges
+            self.carries_in_blocks = carries and self.carries_word is not None
             self.shortcuts = states  # last: a parse in another thread uses them once this is set
         self._shortcuts_prepared = True
 
@@ -336,12 +352,17 @@ class ParseResult:
 def parse(source: SourceFile) -> ParseResult:
     """Parse one source file.  Never raises; problems are in ``diagnostics``."""
     with gc_paused():
+        parser = None
         try:
-            return _Parser(source).run()
+            parser = _Parser(source)
+            return parser.run()
         except RecursionError:  # pragma: no cover - the parser is iterative; belt and braces
             return _failed(source, "the input is nested too deeply to parse")
         except Exception as exc:  # pragma: no cover - a bug; report it instead of a traceback
             return _failed(source, f"internal parser error: {type(exc).__name__}: {exc}")
+        finally:
+            if parser is not None:
+                parser.close()
 
 
 @contextmanager
@@ -487,6 +508,15 @@ class _Parser:
     def report(self, diag: Diagnostic) -> None:
         self.diagnostics.append(diag)
 
+    def close(self) -> None:
+        """Break the parser's reference cycles (builder, stream and rule callbacks point back to it).
+
+        Otherwise the parser, and through its value stack the whole tree, would stay alive
+        as cyclic garbage until a full collection walks it.
+        """
+        self.state.rules = self.state.value_stack = None
+        self.builder = self.stream = None
+
     # -- main loop
 
     def run(self) -> ParseResult:
@@ -512,6 +542,8 @@ class _Parser:
         else:  # a small file: not worth preparing the shortcuts for
             shortcut_states = {}
         blocks = g.blocks
+        bodies = g.bodies if shortcut_states else {}
+        messages = g.messages if shortcut_states else {}
         if shortcut_states:
             item_rest = g.item_rest.match
             field_rest = g.field_rest.match
@@ -536,166 +568,193 @@ class _Parser:
         recovering = self._recovering is not None
         fed = False
         pos = 0
-        parts = g.splitter.findall(text)
-        strings = iter(parts)
-        # Where each string ends, to skip the strings a shortcut covers without a loop iteration each.
-        ends = list(accumulate(map(len, parts))) if shortcut_states else []
-        for s in strings:
-            start = pos
-            pos += len(s)  # where the next string starts
-            typ, s, end = token_info(s) or token(s)
-            end += start  # where this token ends: its trailing blanks are not part of it
-            if typ == "_WS":
-                continue
-            # -- the token stream: contextual lexing, separators, bracket nesting
-            if typ == "IDENT":
-                shortcut = shortcut_states.get(sstack[-1])
-                if shortcut is not None and not recovering:
-                    if s not in keywords:
-                        m = (item_rest if shortcut[0] is PROPERTY else field_rest)(text, end)
-                        if m is not None:
-                            node = self._shortcut(shortcut[0], m, s, start, end)
+        if shortcut_states:
+            # Lexed lazily: the shortcuts cover most of a large file, and the strings they
+            # cover are never made (lexing restarts after them, see below).
+            finditer = g.splitter.finditer
+            strings = map(_group, finditer(text))
+        else:  # every token goes through the loop: one findall is cheapest
+            strings = iter(g.splitter.findall(text))
+        while True:  # a shortcut restarts lexing after what it covered: the inner loop begins again
+            for s in strings:
+                start = pos
+                pos += len(s)  # where the next string starts
+                typ, s, end = token_info(s) or token(s)
+                end += start  # where this token ends: its trailing blanks are not part of it
+                if typ == "_WS":
+                    continue
+                # -- the token stream: contextual lexing, separators, bracket nesting
+                if typ == "IDENT":
+                    shortcut = shortcut_states.get(sstack[-1])
+                    if shortcut is not None and not recovering:
+                        if s not in keywords:
+                            m = (item_rest if shortcut[0] is PROPERTY else field_rest)(text, end)
+                            if m is not None:
+                                node = self._shortcut(shortcut[0], m, s, start, end)
+                                stop = m.end()
+                            elif sstack[-1] in blocks and len(bstack) < MAX_NESTING and (m := block_open(text, end)) is not None:
+                                node, stop = self._block(m, s, start, end, len(bstack) + 1)
+                            else:
+                                node = None
+                        elif s == "when" and sstack[-1] in whens and (m := when_rest(text, end)) is not None:
+                            node = self._when(m, start)
                             stop = m.end()
-                        elif sstack[-1] in blocks and len(bstack) < MAX_NESTING and (m := block_open(text, end)) is not None:
-                            node, stop = self._block(m, s, start, end, len(bstack) + 1)
                         else:
                             node = None
-                    elif s == "when" and sstack[-1] in whens and (m := when_rest(text, end)) is not None:
-                        node = self._when(m, start)
-                        stop = m.end()
+                        if node is not None:
+                            vstack.append(node)
+                            sstack.append(shortcut[1])
+                            suppress_sep = False
+                            fed = True
+                            if pos < stop:  # lex on from the item's end (its blanks come as _WS)
+                                pos = stop
+                                strings = map(_group, finditer(text, stop))
+                                break
+                            continue
+                    value = s
+                    acts = actions[sstack[-1]]
+                    m = None
+                    if "MODREF" in acts and not stream.skipping:
+                        m = modref_match(text, start)
+                    if m is not None:
+                        typ = "MODREF"
+                        end = m.end()
+                        value = text[start:end]
+                        while pos < end:  # the strings the reference covers (see _split_terminals)
+                            pos += len(next(strings))
+                    else:
+                        kw = keywords.get(s)
+                        if kw is not None and (kw in acts or stream.skipping):
+                            typ = kw
+                elif typ == "_NL":
+                    if not bstack or bstack[-1][0] != "LBRACE":
+                        continue
+                    if carries:
+                        if after_comma:
+                            continue
+                        carries = False
+                    if suppress_sep:
+                        continue
+                    suppress_sep = True
+                    tok = new(Tok, ("_SEP", s, start, end))
+                    typ = "_SEP"
+                    value = None
+                elif typ in comment_types:
+                    stream._comment(new(Tok, (typ, s, start, end)))
+                    continue
+                elif typ == "COMMA" and not carries and bstack and bstack[-1][0] == "LBRACE":
+                    if suppress_sep:
+                        continue
+                    suppress_sep = True
+                    tok = new(Tok, ("_SEP", ",", start, end))
+                    typ = "_SEP"
+                    value = None
+                elif typ == "_BAD":
+                    if fed:
+                        self._fed_since_error = True
+                        fed = False
+                    stream._bad_character(start)
+                    recovering = self._recovering is not None
+                    continue
+                elif typ == "LBRACE" and (sstack[-1] in bodies or len(sstack) > 2 and sstack[-3] in messages) \
+                        and not recovering and len(bstack) < MAX_NESTING:
+                    # A declaration's whole body, or a message's fields (then the whole declaration).
+                    goto = bodies.get(sstack[-1])
+                    if goto is not None:
+                        node, stop = self._body(start, len(bstack) + 1)
+                    elif messages[sstack[-3]][0] == sstack[-1]:
+                        node, stop = self._message(start)
+                        if node is not None:
+                            goto = messages[sstack[-3]][1]
+                            del sstack[-2:], vstack[-2:]  # `message` and the name, now in the node
                     else:
                         node = None
                     if node is not None:
                         vstack.append(node)
-                        sstack.append(shortcut[1])
-                        if pos < stop:  # skip the strings the item covers (they end where it ends)
-                            i = bisect_left(ends, pos)  # the current string
-                            j = bisect_left(ends, stop, i)  # the last one covered
-                            next(islice(strings, j - i - 1, None))
-                            pos = ends[j]
-                        suppress_sep = False
+                        sstack.append(goto)
+                        suppress_sep = carries = False
                         fed = True
-                        continue
-                value = s
-                acts = actions[sstack[-1]]
-                m = None
-                if "MODREF" in acts and not stream.skipping:
-                    m = modref_match(text, start)
-                if m is not None:
-                    typ = "MODREF"
-                    end = m.end()
-                    value = text[start:end]
-                    while pos < end:  # the strings the reference covers (see _split_terminals)
-                        pos += len(next(strings))
+                        pos = stop  # lex on after the `}`, as after an item above
+                        strings = map(_group, finditer(text, stop))
+                        break
+                    value = s
                 else:
-                    kw = keywords.get(s)
-                    if kw is not None and (kw in acts or stream.skipping):
-                        typ = kw
-            elif typ == "_NL":
-                if not bstack or bstack[-1][0] != "LBRACE":
-                    continue
-                if carries:
-                    if after_comma:
-                        continue
-                    carries = False
-                if suppress_sep:
-                    continue
-                suppress_sep = True
-                tok = new(Tok, ("_SEP", s, start, end))
-                typ = "_SEP"
-                value = None
-            elif typ in comment_types:
-                stream._comment(new(Tok, (typ, s, start, end)))
-                continue
-            elif typ == "COMMA" and not carries and bstack and bstack[-1][0] == "LBRACE":
-                if suppress_sep:
-                    continue
-                suppress_sep = True
-                tok = new(Tok, ("_SEP", ",", start, end))
-                typ = "_SEP"
-                value = None
-            elif typ == "_BAD":
-                if fed:
-                    self._fed_since_error = True
-                    fed = False
-                stream._bad_character(start)
-                recovering = self._recovering is not None
-                continue
-            else:
-                value = s
-            depth = len(bstack)
-            braces = stream.braces
-            if value is not None:
-                tok = new(Tok, (typ, value, start, end))
-                if typ in openers:
-                    bstack.append(tok)
-                    if typ == "LBRACE":
-                        stream.braces += 1
-                        suppress_sep = True
-                        carries = False
+                    value = s
+                depth = len(bstack)
+                braces = stream.braces
+                if value is not None:
+                    tok = new(Tok, (typ, value, start, end))
+                    if typ in openers:
+                        bstack.append(tok)
+                        if typ == "LBRACE":
+                            stream.braces += 1
+                            suppress_sep = True
+                            carries = False
+                        else:
+                            suppress_sep = False
+                        if len(bstack) > MAX_NESTING and not stream.skipping:
+                            stream._too_deep(tok)
+                            tok = _retype(tok, "$TOO_DEEP")
+                            typ = "$TOO_DEEP"
                     else:
                         suppress_sep = False
-                    if len(bstack) > MAX_NESTING and not stream.skipping:
-                        stream._too_deep(tok)
-                        tok = _retype(tok, "$TOO_DEEP")
-                        typ = "$TOO_DEEP"
-                else:
-                    suppress_sep = False
-                    if typ in closers:
-                        if bstack and bstack[-1][0] == closes[typ]:  # the usual case, inline
-                            opened = bstack.pop()
-                            stream.last_closer = tok
-                            stream.last_closed = [opened]
-                            if typ == "RBRACE":
-                                stream.braces -= 1
-                        else:
-                            stream._close(tok)
-                        carries = False
-                    elif typ == "CARRIES":
-                        carries = True
-                        after_comma = False
-                    elif carries:
-                        after_comma = typ == "COMMA"
-            # -- the parser
-            if recovering:
-                tok = self._resync(tok, depth, braces)
-                recovering = self._recovering is not None
-                if tok is None:
-                    continue
-                typ = tok[0]
-                if typ not in actions[sstack[-1]]:
-                    continue  # a separator that is not needed here: drop it
-            elif typ == "$TOO_DEEP":
-                self._fed_since_error = fed = False
-                self._start_recovery(depth, braces)
-                recovering = self._recovering is not None
-                continue
-            while True:
-                act = actions[sstack[-1]].get(typ)
-                if act is None:
-                    if fed:
-                        self._fed_since_error = True
-                        fed = False
-                    self._syntax_error(tok, self._expected(), depth, braces)
+                        if typ in closers:
+                            if bstack and bstack[-1][0] == closes[typ]:  # the usual case, inline
+                                opened = bstack.pop()
+                                stream.last_closer = tok
+                                stream.last_closed = [opened]
+                                if typ == "RBRACE":
+                                    stream.braces -= 1
+                            else:
+                                stream._close(tok)
+                            carries = False
+                        elif typ == "CARRIES":
+                            carries = True
+                            after_comma = False
+                        elif carries:
+                            after_comma = typ == "COMMA"
+                # -- the parser
+                if recovering:
+                    tok = self._resync(tok, depth, braces)
                     recovering = self._recovering is not None
-                    break
-                if act >= 0:
-                    sstack.append(act)
-                    vstack.append(tok)
-                    fed = True
-                    break
-                size, origin, callback = rules[~act]
-                if callback is None:  # a unit rule that only passes its child through
-                    sstack[-1] = actions[sstack[-2]][origin]
+                    if tok is None:
+                        continue
+                    typ = tok[0]
+                    if typ not in actions[sstack[-1]]:
+                        continue  # a separator that is not needed here: drop it
+                elif typ == "$TOO_DEEP":
+                    self._fed_since_error = fed = False
+                    self._start_recovery(depth, braces)
+                    recovering = self._recovering is not None
                     continue
-                if size:
-                    children = vstack[-size:]
-                    del sstack[-size:]
-                    del vstack[-size:]
-                else:
-                    children = []
-                vstack.append(callback(children))
-                sstack.append(actions[sstack[-1]][origin])
+                while True:
+                    act = actions[sstack[-1]].get(typ)
+                    if act is None:
+                        if fed:
+                            self._fed_since_error = True
+                            fed = False
+                        self._syntax_error(tok, self._expected(), depth, braces)
+                        recovering = self._recovering is not None
+                        break
+                    if act >= 0:
+                        sstack.append(act)
+                        vstack.append(tok)
+                        fed = True
+                        break
+                    size, origin, callback = rules[~act]
+                    if callback is None:  # a unit rule that only passes its child through
+                        sstack[-1] = actions[sstack[-2]][origin]
+                        continue
+                    if size:
+                        children = vstack[-size:]
+                        del sstack[-size:]
+                        del vstack[-size:]
+                    else:
+                        children = []
+                    vstack.append(callback(children))
+                    sstack.append(actions[sstack[-1]][origin])
+            else:
+                break
         if fed:
             self._fed_since_error = True
         module = self._finish(Tok("$END", "", n, n))
@@ -774,19 +833,13 @@ class _Parser:
         """``key[:] value... { item, item... }`` (see ``shortcuts.block_states``): (node, end).
 
         ``opened`` matched the text from the key's end to the ``{``, which opens bracket
-        number ``depth``. The items are one-line items or such blocks again.
+        number ``depth``. The items are those of ``_items``.
         ``(None, 0)`` when the block holds anything else; whatever was reported or
         collected meanwhile is taken back, since the automaton will see it again.
         """
         src = self.source
         text = src.text
         g = self.grammar
-        keywords = g.keywords
-        item_rest = g.item_rest.match
-        regexes = g.block
-        block_open = regexes.open.match
-        separators = regexes.separators.match
-        key_match = regexes.key.match
         comments = self.stream.comments
         reported, collected = len(self.diagnostics), len(comments)
         terms = []
@@ -797,35 +850,13 @@ class _Parser:
                 return None, 0
             terms = [self._plain_value(*v) for v in values]
         lbrace = opened.end() - 1
-        p = lbrace + 1
-        items = []
-        while True:
-            q = separators(text, p).end()
-            if "//" in text[p:q]:
-                for c in regexes.line_comment.finditer(text, p, q):
-                    self.stream._comment(_nt(_Tok, ("LINE_COMMENT", c.group(), c.start(), c.end())))
-            if text.startswith("}", q):
-                break
-            k = key_match(text, q)
-            item = None
-            if k is not None and k.group() == "when" and g.whens_in_blocks:
-                m = g.when_rest.match(text, k.end())
-                if m is not None:
-                    item = self._when(m, q)
-                    p = m.end()
-            elif k is not None and k.group() not in keywords:
-                m = item_rest(text, k.end())
-                if m is not None:
-                    item = self._shortcut(shortcuts.PROPERTY, m, k.group(), q, k.end())
-                    p = m.end()
-                elif depth < MAX_NESTING and (m := block_open(text, k.end())) is not None:
-                    item, p = self._block(m, k.group(), q, k.end(), depth + 1)
-            if item is None:
-                del self.diagnostics[reported:], comments[collected:]
-                return None, 0
-            items.append(item)
+        got = self._items(lbrace + 1, depth)
+        if got is None:
+            del self.diagnostics[reported:]
+            return None, 0
+        items, q = got
         end = q + 1
-        if regexes.end.match(text, end) is None:  # the item goes on after the block: not one-line
+        if g.block.end.match(text, end) is None:  # the item goes on after the block: not one-line
             del self.diagnostics[reported:], comments[collected:]
             return None, 0
         multiline = text.find("\n", lbrace, end) != -1 or text.find("\r", lbrace, end) != -1
@@ -835,6 +866,160 @@ class _Parser:
         if opened.start(1) >= 0:
             return _Property(span, key_ident, terms), end
         return _Command(span, key_ident, terms), end
+
+    def _body(self, lbrace: int, depth: int):
+        """A declaration's body ``{ item, item... }`` at ``lbrace`` (see ``shortcuts.body_states``): (node, end).
+
+        ``(None, 0)`` unless it holds only what ``_items`` takes and the next declaration
+        (or the end of the file) follows; nothing reported or collected is kept then.
+        """
+        src = self.source
+        text = src.text
+        comments = self.stream.comments
+        reported, collected = len(self.diagnostics), len(comments)
+        got = self._items(lbrace + 1, depth)
+        if got is None:
+            return None, 0
+        items, q = got
+        end = q + 1
+        if self.grammar.block.declaration_end.match(text, end) is None:
+            del self.diagnostics[reported:], comments[collected:]
+            return None, 0
+        multiline = text.find("\n", lbrace, end) != -1 or text.find("\r", lbrace, end) != -1
+        return _ObjectExpr(_nt(_Span, (src, lbrace, end)), items, multiline), end
+
+    def _message(self, lbrace: int):
+        """``message Name { field... }`` whose ``{`` is at ``lbrace`` (see ``shortcuts.message_states``): (node, end).
+
+        ``message`` and the name are the top two values of the parser's stack.  ``(None, 0)``
+        unless the body holds only fields the field shortcut takes and the next declaration
+        (or the end of the file) follows; nothing reported or collected is kept then.
+        """
+        src = self.source
+        text = src.text
+        g = self.grammar
+        keywords = g.keywords
+        field_rest = g.field_rest.match
+        regexes = g.block
+        separators = regexes.separators.match
+        key_match = regexes.key.match
+        comments = self.stream.comments
+        reported, collected = len(self.diagnostics), len(comments)
+        fields = []
+        p = lbrace + 1
+        while True:
+            q = separators(text, p).end()
+            if "//" in text[p:q]:
+                for c in regexes.line_comment.finditer(text, p, q):
+                    self.stream._comment(_nt(_Tok, ("LINE_COMMENT", c.group(), c.start(), c.end())))
+            if text.startswith("}", q):
+                break
+            k = key_match(text, q)
+            field = None
+            if k is not None and k.group() not in keywords:
+                m = field_rest(text, k.end())
+                if m is not None:
+                    field = self._shortcut(shortcuts.FIELD, m, k.group(), q, k.end())
+                    p = m.end()
+            if field is None:
+                del self.diagnostics[reported:], comments[collected:]
+                return None, 0
+            fields.append(field)
+        end = q + 1
+        if regexes.declaration_end.match(text, end) is None:
+            del self.diagnostics[reported:], comments[collected:]
+            return None, 0
+        values = self.state.value_stack
+        keyword, name = values[-2], values[-1]
+        return ast.MessageDecl(_nt(_Span, (src, keyword[2], end)), _Ident(_nt(_Span, (src, name[2], name[3])), name[1]),
+                               fields), end
+
+    def _items(self, p: int, depth: int):
+        """The items from ``p`` (just after a ``{`` opening bracket number ``depth``) to the ``}``.
+
+        Items are one-line items, ranges, ``carries`` lists and ``when`` rules, or blocks
+        of them.  ``(items, offset of the "}")``, or None when anything else comes first;
+        then whatever was reported or collected meanwhile is taken back.
+        """
+        text = self.source.text
+        g = self.grammar
+        keywords = g.keywords
+        item_rest = g.item_rest.match
+        range_rest = g.range_rest.match if g.ranges_in_blocks else None
+        regexes = g.block
+        block_open = regexes.open.match
+        separators = regexes.separators.match
+        key_match = regexes.key.match
+        comments = self.stream.comments
+        reported, collected = len(self.diagnostics), len(comments)
+        items = []
+        while True:
+            q = separators(text, p).end()
+            if "//" in text[p:q]:
+                for c in regexes.line_comment.finditer(text, p, q):
+                    self.stream._comment(_nt(_Tok, ("LINE_COMMENT", c.group(), c.start(), c.end())))
+            if text.startswith("}", q):
+                return items, q
+            k = key_match(text, q)
+            item = None
+            if k is not None:
+                word = k.group()
+                ke = k.end()
+                if word == "when" and g.whens_in_blocks:
+                    m = g.when_rest.match(text, ke)
+                    if m is not None:
+                        item = self._when(m, q)
+                        p = m.end()
+                elif word not in keywords:
+                    m = item_rest(text, ke)
+                    if m is not None:
+                        item = self._shortcut(shortcuts.PROPERTY, m, word, q, ke)
+                        p = m.end()
+                    elif range_rest is not None and (m := range_rest(text, ke)) is not None:
+                        item = self._range(m, word, q, ke)
+                        p = m.end()
+                    elif depth < MAX_NESTING and (m := block_open(text, ke)) is not None:
+                        item, p = self._block(m, word, q, ke, depth + 1)
+                elif word == g.carries_word and g.carries_in_blocks:
+                    m = g.carries_rest.match(text, ke)
+                    if m is not None:
+                        item = self._carries(m, q)
+                        p = m.end()
+            if item is None:
+                del self.diagnostics[reported:], comments[collected:]
+                return None
+            items.append(item)
+
+    def _range(self, m: re.Match, key: str, start: int, key_end: int):
+        """``key[:] low..high`` matched by ``grammar.range_rest``; None: parse it normally."""
+        src = self.source
+        bounds = []
+        for number in (2, 4):  # each bound: a number (this group) or a name (the next)
+            if m.start(number) >= 0:
+                bounds.append((3, *m.span(number)))
+            else:
+                bounds.append((2, *m.span(number + 1)))
+        if self._has_keyword(bounds):
+            return None
+        low, high = (self._plain_value(*b) for b in bounds)
+        end = bounds[1][2]
+        terms = [ast.RangeExpr(_nt(_Span, (src, bounds[0][1], end)), low, high)]
+        key_ident = _Ident(_nt(_Span, (src, start, key_end)), key)
+        if m.start(1) >= 0:
+            return _Property(_nt(_Span, (src, start, end)), key_ident, terms)
+        return _Command(_nt(_Span, (src, start, end)), key_ident, terms)
+
+    def _carries(self, m: re.Match, start: int):
+        """``carries a, b.C`` whose names ``grammar.carries_rest`` matched; None: parse it normally."""
+        src = self.source
+        text = src.text
+        names = []
+        for n in self.grammar.block.name.finditer(text, *m.span()):
+            value = n.group()
+            names.append((2, n.start(), n.end()))
+        if self._has_keyword(names):
+            return None
+        return ast.Carries(_nt(_Span, (src, start, names[-1][2])), [self._plain_value(*v) for v in names])
 
     def _when(self, m: re.Match, start: int):
         """The ``when`` rule matched by ``grammar.when_rest`` (see ``shortcuts.when_regex``); None: parse it normally."""

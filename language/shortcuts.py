@@ -3,16 +3,18 @@
 Most lines of a `.eco` file are settings with plain values (``priority: normal``,
 ``max_restarts: 5 within 10s``, ``n1 at "h:1" zone "a"``), message fields with a
 plain type (``path: str``, ``size: int = 0``, ``meta: map[str, str] = {}``),
-``when`` rules with plain values, or blocks of such settings, perhaps nested and
-after values (``backpressure { mailbox: 1000 }``, ``cache: lru { ttl: 30s }``).  Feeding them token by
+``when`` rules with plain values, ranges (``workers: 4..64``), ``carries`` lists, or blocks of
+such settings, perhaps nested and after values (``backpressure { mailbox: 1000 }``,
+``cache: lru { ttl: 30s }``); and whole declaration bodies and ``message`` declarations made of
+them, when the next declaration or the end of the file follows.  Feeding them token by
 token through the LALR automaton costs a dozen table steps and several
 reductions each.  At the start of an item (or field) the parser instead tries
 one regex for the rest of the line; on a match it builds the node directly and
 does the one ``goto`` the automaton would have done after reducing it.
 
-This is only sound where the tables agree, so ``shortcut_states``,
-``block_states`` and ``when_states`` check it for each state by simulating the tables on the token
-types involved (the shortcut reduces to exactly ``item``/``field`` on top of
+This is only sound where the tables agree, so ``shortcut_states``, ``block_states``,
+``body_states``, ``message_states``, ``extra_item_kinds`` and ``when_states`` check it
+for each state by simulating the tables on the token types involved (the shortcut reduces to exactly ``item``/``field`` on top of
 that state, whatever separator follows; the value positions accept a
 ``module:Class`` reference and the key position does not, so contextual
 lexing gives the same tokens).  Keywords are taken as plain names only where
@@ -152,13 +154,123 @@ def block_states(actions: list[dict[str, int]], rules: list[tuple],
 class BlockRegexes:
     """For a block shortcut: the values and `{` after the key, the separators and line comments between items, a key, the end."""
 
-    def __init__(self, terminals: dict[str, str], modref: str) -> None:
+    def __init__(self, terminals: dict[str, str], modref: str, declaration_keywords=()) -> None:
         # Group 1: the colon (absent for a command); group 2: the values before the `{` (read them with term_regex).
         self.open = re.compile(f"(?:{_BLANK}(:))?((?:{_BLANK}{_value(terminals, modref, False)})*+){_BLANK}\\{{")
         self.separators = re.compile(r"(?:[ \t\f,\r\n]++|//[^\r\n]*+)*+")
         self.line_comment = re.compile(r"//[^\r\n]*+")
         self.key = re.compile(_ID)
+        self.name = re.compile(f"{_ID}(?:\\.{_ID})*+")
         self.end = re.compile(_END)
+        # After a declaration's body: blanks, line breaks and line comments, then another declaration or the end.
+        words = "|".join(map(re.escape, declaration_keywords)) or "(?!)"
+        self.declaration_end = re.compile(rf"(?:[ \t\f\r\n]++|//[^\r\n]*+)*+(?:(?:{words})(?![A-Za-z0-9_.:])|\Z)")
+
+
+def range_regex(terminals: dict[str, str]) -> re.Pattern[str]:
+    """The rest of ``key[:] low..high`` after the key (bounds: a number or a name).
+
+    Group 1: the colon (absent for a command); groups 2-3: the low bound, a number or
+    a name; groups 4-5: the high bound, likewise.
+    """
+    bound = f"(?>({terminals['NUMBER']})|({_ID}(?:\\.{_ID})*+))"
+    return re.compile(f"(?:{_BLANK}(:))?{_BLANK}{bound}{_BLANK}\\.\\.{_BLANK}{bound}{_END}")
+
+
+def carries_regex() -> re.Pattern[str]:
+    """The names of ``carries A, b.C`` after the keyword, up to a line break or ``}``.
+
+    Not up to a ``,``: inside ``carries`` a comma is the list's, not a separator.
+    """
+    name = f"{_ID}(?:\\.{_ID})*+"
+    return re.compile(f"{_BLANK}{name}(?:{_BLANK},{_BLANK}{name})*+"
+                      f"(?={_BLANK}(?:[\\r\\n}}]|//[^\\r\\n]*+[\\r\\n]))")
+
+
+def extra_item_kinds(actions: list[dict[str, int]], rules: list[tuple], states) -> tuple[bool, bool]:
+    """Whether ``key[:] low..high`` and ``carries a, b`` reduce to one ``item`` in every one of ``states``.
+
+    ``states`` are the item states of the block and body shortcuts; a kind is taken
+    as a whole by them only where all agree (one flag each keeps the loops simple).
+    """
+    bounds = [["NUMBER"], ["IDENT"], ["IDENT", "DOT", "IDENT"]]
+    heads = (["IDENT", "COLON"], ["IDENT"])
+    ranges = [[*head, *low, "DOTDOT", *high] for head in heads for low in bounds for high in bounds]
+    names = [["IDENT"], ["IDENT", "DOT", "IDENT"]]
+    carries = [["CARRIES", *first, *(["COMMA", "IDENT"] * k)] for first in names for k in range(4)]
+    carries.append(["CARRIES", "IDENT", "COMMA", "IDENT", "DOT", "IDENT"])
+
+    def agree(sequences) -> bool:
+        for state in states:
+            goto = actions[state].get(PROPERTY)
+            if goto is None or goto < 0:
+                return False
+            for seq in sequences:
+                if not all((PROPERTY, [state, goto]) in (_reductions(actions, rules, [state], seq, sep) or [])
+                           for sep in ("_SEP", "RBRACE")):
+                    return False
+        return True
+
+    return agree(ranges), agree(carries)
+
+
+def body_states(actions: list[dict[str, int]], rules: list[tuple], block_item_states,
+                lookaheads) -> tuple[dict[int, int], set[int]]:
+    """State -> goto state where a declaration's body ``{ item, item... }`` may be taken whole; and the inner item states.
+
+    The automaton must reduce ``{ ... }`` to ``body`` on top of the state whichever of
+    ``lookaheads`` (the tokens that may follow a declaration) comes next, and every
+    item inside must start in one of ``block_item_states`` (where one-line items and
+    blocks are taken as a whole).
+    """
+    x = ["IDENT", "COLON", "IDENT"]
+    nested = ["IDENT", "LBRACE", "RBRACE"]
+    bodies = [[], x, [*x, "_SEP"], [*x, "_SEP", *x], [*x, "_SEP", *x, "_SEP", *x, "_SEP"], [*nested, "_SEP", *x]]
+    out: dict[int, int] = {}
+    inner: set[int] = set()
+    for state, acts in enumerate(actions):
+        goto = acts.get("body")
+        if goto is None or goto < 0 or acts.get("LBRACE", -1) < 0:
+            continue
+        starts = [_feed(actions, rules, [state], ["LBRACE", *before])
+                  for before in ([], [*x, "_SEP"], [*x, "_SEP", *x, "_SEP"])]
+        if any(st is None or st[-1] not in block_item_states for st in starts):
+            continue
+        if all(("body", [state, goto])
+               in (_reductions(actions, rules, [state], ["LBRACE", *body, "RBRACE"], ahead, "body") or [])
+               for body in bodies for ahead in lookaheads):
+            out[state] = goto
+            inner.update(st[-1] for st in starts)
+    return out, inner
+
+
+def message_states(actions: list[dict[str, int]], rules: list[tuple], item_states: dict[int, tuple[str, int]],
+                   lookaheads) -> dict[int, tuple[int, int]]:
+    """State -> (state after ``message Name``, goto) where ``message Name { field, field... }`` may be taken whole.
+
+    The automaton must reduce the declaration to ``message_decl`` on top of the state
+    whichever of ``lookaheads`` comes next, and every field inside must start in a
+    state where the field shortcut applies.
+    """
+    f = ["IDENT", "COLON", "IDENT"]
+    bodies = [[], f, [*f, "_SEP"], [*f, "_SEP", *f], [*f, "_SEP", *f, "_SEP", *f, "_SEP"]]
+    fields = {state for state, (kind, _) in item_states.items() if kind == FIELD}
+    out: dict[int, tuple[int, int]] = {}
+    for state, acts in enumerate(actions):
+        goto = acts.get("message_decl")
+        if goto is None or goto < 0 or acts.get("MESSAGE", -1) < 0:
+            continue
+        named = _feed(actions, rules, [state], ["MESSAGE", "IDENT"])
+        starts = [_feed(actions, rules, [state], ["MESSAGE", "IDENT", "LBRACE", *before])
+                  for before in ([], [*f, "_SEP"], [*f, "_SEP", *f, "_SEP"])]
+        if named is None or len(named) != 3 or any(st is None or st[-1] not in fields for st in starts):
+            continue
+        declaration = ["MESSAGE", "IDENT", "LBRACE"]
+        if all(("message_decl", [state, goto])
+               in (_reductions(actions, rules, [state], [*declaration, *body, "RBRACE"], ahead, "message_decl") or [])
+               for body in bodies for ahead in lookaheads):
+            out[state] = (named[-1], goto)
+    return out
 
 
 def value_token_types(actions: list[dict[str, int]], rules: list[tuple],
@@ -281,8 +393,12 @@ def _shift(actions, rules, stack: list[int], typ: str) -> list[int] | None:
             return None
 
 
-def _reductions(actions, rules, stack: list[int], types: list[str], lookahead: str):
-    """Feed ``types``, then the reductions ``lookahead`` causes: [(nonterminal, stack after)]."""
+def _reductions(actions, rules, stack: list[int], types: list[str], lookahead: str, until: str | None = None):
+    """Feed ``types``, then the reductions ``lookahead`` causes: [(nonterminal, stack after)].
+
+    With ``until``, stop after reducing that nonterminal (the state it leaves must accept
+    ``lookahead``): what follows is the same whether the shortcut or the automaton built it.
+    """
     stack = _feed(actions, rules, stack, types)
     if stack is None:
         return None
@@ -296,6 +412,8 @@ def _reductions(actions, rules, stack: list[int], types: list[str], lookahead: s
         if not _reduce(actions, rules, stack, ~act):
             return out  # reduces below the start state: past the item, whose reduction is in ``out``
         out.append((rules[~act][4], list(stack)))
+        if out[-1][0] == until:
+            return out if lookahead in actions[stack[-1]] else None
 
 
 def _reduce(actions, rules, stack: list[int], rule: int) -> bool:

@@ -100,3 +100,24 @@ def test_check_throughput_on_a_large_generated_spec():
     assert len(result.plan.ecosystems) == 400
     # Generous bound for a loaded CI machine; docs/benchmarks.md has the real figure.
     assert lines / elapsed > 5000, f"{lines / elapsed:.0f} lines/s"
+
+
+@pytest.mark.parametrize("text", [
+    "import std.channels\nchannel jobs { priority: high, carries Job }\nmessage Job { path: str }\n",
+    "cluster c { nodes { n1 at \"127.0.0.1:1\" } \nmessage M { a: 5zz }\necosystem e { workers: x:Y x 2 }\n",
+])
+def test_a_dropped_result_leaves_no_cyclic_garbage(text):
+    """Parser and symbol tables break their reference cycles: a result is freed without the collector."""
+    import gc
+
+    from eco.language import SourceFile, parse
+
+    compile_source(text, "t.eco")  # imports and first-use caches
+    gc.collect()
+    result = parse(SourceFile("t.eco", text))
+    del result
+    assert gc.collect() == 0
+    result = compile_source(text, "t.eco")
+    assert result.diagnostics is not None
+    del result
+    assert gc.collect() == 0

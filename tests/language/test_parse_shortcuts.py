@@ -159,6 +159,11 @@ _LINES = [
     "when a > for: add", "when a > 1 for 2 for 3: add", "when a > 1: add 1 2", "when a>1:add:b", "when a > 5zz: add 1",
     "s { when a > 1: add 1, b: 2 }", "when a > 1: add 1 { }", "when a.on > 1: x",
     "a: x { b: 1 } { c: 2 }", "a { b: 1 }, c { d { } }", "a: 5zz { b: 1 }", "a: x:Y { b: c:D }", 'a "s" { b: "\\q" }',
+    # ranges and `carries` lists (taken inside blocks and declaration bodies)
+    "workers: 4..64", "x: a..b", "x 1 .. 2", "x: a.b..c.d", "x: 1..2 3", "x: 1..", "x: ..2", "x: 5zz..1", "x: on..1",
+    "x: 1...2", "x: -1..-2", "x: 1..2x", "x: a:B..c", "x: 1..2 { }", "x: 1.5..2.5", "x: 1 ..\n 2",
+    "carries A, B", "carries a.b", "carries A,\n B", "carries A, B,", "carries on", "carries A B", "carries",
+    "carries A, message", "carries A // c", "carries A,B,C,D,E", "carries a.b:C", "s { carries A, B }",
 ]
 _WRAPPERS = [
     "cluster c {{\n  {0}\n  {1}\n}}\n", "channel c {{ {0}, {1} }}\n", "message M {{\n  {0}\n  {1}\n}}\n",
@@ -172,6 +177,23 @@ def test_shortcut_lines_parse_as_without_shortcuts(wrapper):
     for a in _LINES:
         for b in _LINES[::11]:
             _same_without_shortcuts(wrapper.format(a, b))
+
+
+_DECLARATIONS = [
+    "cluster c {{ {0} }}", "channel c {{\n  {0}\n}}", "ecosystem e on c {{\n  {0}\n  {1}\n}}", "message M {{ {0} }}",
+    "message M {{\n  a: int\n  {0}\n}}", "ecosystem e {{ }}", "message M {{}}", "cluster c {{ {0} // c\n}}",
+]
+_FOLLOWERS = ["", "\n", "\nmessage N { a: int }\n", "  // c\n\nchannel d { }", "\n/* c */ cluster d { }", " }",
+              "\nmessages N { }", "\nmessage.x", "\nmessage:x", "\nx", "\n{", "\nimport std.channels", "ecosystem",
+              "\r\ncluster d {}", "\n'", "\n\"s\""]
+
+
+def test_declaration_shortcuts_parse_as_without_shortcuts():
+    """Whole bodies and messages are taken only when another declaration or the end follows."""
+    for decl in _DECLARATIONS:
+        for a in _LINES[::3]:
+            for follower in _FOLLOWERS:
+                _same_without_shortcuts(decl.format(a, "x: 1") + follower)
 
 
 def test_deeply_nested_blocks_parse_as_without_shortcuts():
@@ -204,8 +226,9 @@ def test_edited_examples_parse_as_without_shortcuts(data):
 
 
 def test_bench_spec_items_all_take_shortcuts(monkeypatch):
-    """The generated benchmark spec parses the same either way, and its fields, `when` rules and
-    blocks (nested, after values, with keywords as plain names) never reach the automaton's rules."""
+    """The generated benchmark spec parses the same either way, and its fields, `when` rules, ranges,
+    `carries` lists, blocks (nested, after values, with keywords as plain names), declaration bodies
+    and messages never reach the automaton's rules."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         from bench_compiler import generate_spec
@@ -214,12 +237,15 @@ def test_bench_spec_items_all_take_shortcuts(monkeypatch):
     text = generate_spec(300)
     _same_without_shortcuts(text)
     reduced = []
-    for rule in ("r_field", "r_when_rule", "r_property"):
+    for rule in ("r_field", "r_when_rule", "r_property", "r_range", "r_carries", "r_body", "r_message_decl"):
         original = getattr(parser._Builder, rule)
         monkeypatch.setattr(parser._Builder, rule, lambda self, c, _o=original, _r=rule: reduced.append(_r) or _o(self, c))
     monkeypatch.setattr(parser, "SHORTCUTS_FROM_CHARS", 0)
     result = parse(SourceFile("bench.eco", text))
     assert not result.diagnostics
-    assert reduced.count("r_field") == 0 and reduced.count("r_when_rule") == 0
-    # ranges and calls (`cookie: env("ECO_COOKIE")` in the header) are left to the automaton
-    assert reduced.count("r_property") == text.count("workers: 4..64") + text.count("(")
+    for rule in ("r_field", "r_when_rule", "r_range", "r_carries", "r_message_decl"):
+        assert reduced.count(rule) == 0, rule
+    # calls are left to the automaton: `cookie: env("ECO_COOKIE")` in the header, with the bodies
+    # around it (`security { ... }` and the cluster's)
+    assert text.count("(") == 1
+    assert reduced.count("r_property") == 1 and reduced.count("r_body") == 2
