@@ -503,22 +503,22 @@ class TcpConnection(Connection):
         assert lending is not None and reader is not None
         if lending.swap(fd, record, task, reader):
             return  # (not woken by the socket after all)
-        data = None
         try:
             data = os.read(fd, _READ_SIZE)
         except OSError:  # nothing after all, or broken: the reader finds out itself
-            pass
-        if data:
-            self._wrote_directly = False
-            self._rx += 1
-            self.lent_reads += 1
-            try:
+            data = None
+        try:
+            if data:
+                self._wrote_directly = False
+                self._rx += 1
+                self.lent_reads += 1
                 self._consume(data)
-            except ProtocolError as exc:
-                self._abort(f"protocol error: {exc}")
-        # (data == b"": end of stream, which stays readable: the reader sees it too)
-        if not self._reader_gone and lending.blocked(reader) and not lending.rearm(fd, record, reader):
-            trio.lowlevel.reschedule(reader)  # it returns from its wait and waits again by itself
+            # (data == b"": end of stream, which stays readable: the reader sees it too)
+        except ProtocolError as exc:
+            self._abort(f"protocol error: {exc}")
+        finally:  # whatever happened, the socket is watched again
+            if not self._reader_gone and lending.blocked(reader) and not lending.rearm(fd, record, reader):
+                trio.lowlevel.reschedule(reader)  # it returns from its wait and waits again by itself
 
     def _reader_left(self) -> None:
         self._reader_gone = True
