@@ -211,6 +211,10 @@ class Mailbox:
         if lend is not None:
             lend(task, self)
         await wait_task_rescheduled(self._abort_park)  # a bound method: cheaper than a closure
+        self._woken(task)
+
+    def _woken(self, task: trio.lowlevel.Task) -> None:
+        """In the reader, just woken from a park that may have lent it a socket."""
         borrowed = self._borrow
         if borrowed is not None:  # the socket woke us: read it, as its reader would
             self._waiter = None

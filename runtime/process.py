@@ -174,12 +174,7 @@ class Context:
                         if lend_read is not None:
                             lend_read(task, mb)  # may wait on a socket too (runtime/fd_lending.py)
                         await wait_task_rescheduled(mb._abort_park)
-                        borrowed = mb._borrow
-                        if borrowed is not None:  # the socket woke us: read it, as its reader would
-                            mb._waiter = None
-                            borrowed.lent_read_ready(task)
-                        elif mb._waiter is task:  # (woken by the socket, then the loan ended)
-                            mb._waiter = None
+                        mb._woken(task)
                 mb._popped += 1
                 msg = items.popleft()
                 if mb._senders:
