@@ -20,24 +20,49 @@ connections never lend: a trio upgrade can cost speed, never correctness.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import trio
 from trio.lowlevel import Task
 
+try:
+    from trio._core._run import GLOBAL_RUN_CONTEXT as _RUN_CONTEXT
+except ImportError:  # (fd_lending() then returns None)
+    _RUN_CONTEXT = None
+
+_log = logging.getLogger("eco.transport")
+
 __all__ = ["FdLending", "fd_lending"]
 
 
-class FdLending:
-    """The running trio loop's epoll registrations, as one transport's connections use them."""
+class FdLending(trio.abc.Instrument):
+    """The running trio loop's epoll registrations, as one transport's connections use them.
 
-    __slots__ = ("registered", "update", "last", "writer")
+    Also a trio instrument: after a borrower's read, re-arming the socket for the reader
+    waits until trio is about to wait for I/O (``before_io_wait``), by which time the
+    borrower has usually written its reply, or borrowed the socket again, which re-arms
+    it for itself instead.  Either way the re-arm is off the request/response path.
+    """
+
+    __slots__ = ("registered", "update", "last", "writer", "owed")
 
     def __init__(self, registered: Any, update: Any) -> None:
         self.registered = registered  # fd -> record with .read_task (a defaultdict: use .get)
         self.update = update  # re-arm a descriptor after changing its record
         self.last: Any = None  # the connection that last wrote a lone message directly
         self.writer: Task | None = None  # the task that wrote it
+        self.owed: list[Any] = []  # connections whose reader must watch the socket again
+
+    def before_io_wait(self, timeout: float) -> None:
+        owed = self.owed
+        if owed:
+            self.owed = []
+            for conn in owed:
+                try:
+                    conn._pay_rearm()
+                except Exception:  # (never let trio disable this instrument: sockets would go unwatched)
+                    _log.exception("re-arming the reader of %r failed", conn)
 
     def lend(self, fd: int, reader: Task, borrower: Task) -> Any:
         """Make ``borrower`` the task woken for ``fd`` if ``reader`` waits on it now; returns
@@ -58,10 +83,10 @@ class FdLending:
 
     def rearm(self, fd: int, record: Any, reader: Task) -> bool:
         """After trio woke the borrower (which disarms ``fd`` and may drop its record), put
-        ``reader`` back in its own record, armed.  False if that cannot be done as it was
-        (another record took its place): the caller then wakes the reader instead, which
-        waits again by itself.  (The reader's cancellation clears *its* record, so the
-        record must be the very one it registered in.)"""
+        ``reader`` (or a new borrower) back in the reader's own record, armed.  False if
+        that cannot be done as it was (another record took its place): the caller then
+        wakes the reader instead, which waits again by itself.  (The reader's cancellation
+        clears *its* record, so the record must be the very one it registered in.)"""
         registered = self.registered
         current = registered.get(fd)
         if current is None:
@@ -75,15 +100,13 @@ class FdLending:
     @staticmethod
     def blocked(task: Task) -> bool:
         """True if ``task`` is parked (neither running nor scheduled to run)."""
-        return task._next_send_fn is None and task is not trio.lowlevel.current_task()
+        return task._next_send_fn is None and task is not getattr(_RUN_CONTEXT, "task", None)
 
 
 def fd_lending() -> FdLending | None:
     """An :class:`FdLending` for the running trio loop, or None where it cannot work."""
     try:
-        from trio._core._run import GLOBAL_RUN_CONTEXT
-
-        io_manager = GLOBAL_RUN_CONTEXT.runner.io_manager
+        io_manager = _RUN_CONTEXT.runner.io_manager
     except (ImportError, AttributeError):
         return None
     registered = getattr(io_manager, "_registered", None)

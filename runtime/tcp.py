@@ -124,6 +124,7 @@ class TcpConnection(Connection):
         self._borrower: trio.lowlevel.Task | None = None
         self._borrow_mb: Any = None
         self._lent_record: Any = None  # trio's registration record the borrower sits in
+        self._rearm_owed = False  # the reader waits unarmed since a lent read (see _pay_rearm)
         self.lent_reads = 0
         """Reads done by a process in place of this connection's reader (see lend_read)."""
 
@@ -457,9 +458,17 @@ class TcpConnection(Connection):
             or self._receiver is None or self._closing or self.close_reason is not None
         ):
             return False
-        record = lending.lend(self._fd, reader, task)
-        if record is None:
-            return False
+        if self._rearm_owed:  # the reader still waits, unarmed since the last loan: arm for task
+            self._rearm_owed = False
+            record = self._lent_record
+            if not lending.blocked(reader) or not lending.rearm(self._fd, record, task):
+                self._rearm_owed = True
+                self._pay_rearm()
+                return False
+        else:
+            record = lending.lend(self._fd, reader, task)
+            if record is None:
+                return False
         self._lent_record = record
         self._borrower = task
         self._borrow_mb = mailbox
@@ -516,12 +525,26 @@ class TcpConnection(Connection):
             # (data == b"": end of stream, which stays readable: the reader sees it too)
         except ProtocolError as exc:
             self._abort(f"protocol error: {exc}")
-        finally:  # whatever happened, the socket is watched again
-            if not self._reader_gone and lending.blocked(reader) and not lending.rearm(fd, record, reader):
-                trio.lowlevel.reschedule(reader)  # it returns from its wait and waits again by itself
+        finally:  # whatever happened, the socket is watched again before trio waits for I/O
+            if not self._reader_gone and not self._rearm_owed:
+                self._rearm_owed = True
+                lending.owed.append(self)
+
+    def _pay_rearm(self) -> None:
+        # (FdLending.before_io_wait) The reader watches the socket again, unless a process
+        # borrowed it meanwhile (lend_read paid) or the reader is gone or going.
+        if not self._rearm_owed:
+            return
+        self._rearm_owed = False
+        lending, reader = self._lending, self._reader_task
+        if self._reader_gone or reader is None or lending is None or not lending.blocked(reader):
+            return
+        if not lending.rearm(self._fd, self._lent_record, reader):
+            trio.lowlevel.reschedule(reader)  # it returns from its wait and waits again by itself
 
     def _reader_left(self) -> None:
         self._reader_gone = True
+        self._rearm_owed = False
         task, mailbox = self._borrower, self._borrow_mb
         if task is None:
             return
@@ -575,6 +598,8 @@ class TcpTransport(Transport):
         self._nursery = nursery
         self.addresses: list[TcpAddress] = []
         self._lending = fd_lending() if config.lend_reads else None
+        if self._lending is not None:
+            trio.lowlevel.add_instrument(self._lending)
 
     async def listen(self, handler: ConnectionHandler, address: Any = None) -> TcpAddress:
         """Listen on ``address`` (default ``127.0.0.1:0``); returns the bound address."""
@@ -645,6 +670,14 @@ class TcpTransport(Transport):
             raise
         return TcpConnection(self.config, PeerInfo(peer.node, peer.incarnation, address), framed, self._lending)
 
+    def _stop_lending(self) -> None:
+        lending, self._lending = self._lending, None
+        if lending is not None:
+            try:
+                trio.lowlevel.remove_instrument(lending)
+            except KeyError:  # (trio drops an instrument that raised)
+                pass
+
     def lend_read(self, task: trio.lowlevel.Task, mailbox: Any) -> bool:
         """Let ``task``, about to park on ``mailbox``, wait on the socket of the connection
         it last wrote a lone message to directly, if no other task wrote one since (see
@@ -659,12 +692,17 @@ class TcpTransport(Transport):
 @asynccontextmanager
 async def open_tcp_transport(config: TransportConfig) -> AsyncIterator[TcpTransport]:
     """A TCP transport whose listeners and connections live inside this block."""
-    async with trio.open_nursery() as nursery:
-        transport = TcpTransport(config, nursery)
-        try:
-            yield transport
-        finally:
-            nursery.cancel_scope.cancel()
+    transport: TcpTransport | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            transport = TcpTransport(config, nursery)
+            try:
+                yield transport
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        if transport is not None:  # (after every connection has closed: they may still lend)
+            transport._stop_lending()
 
 
 def stream_fd(stream: trio.SocketStream) -> int:

@@ -45,7 +45,21 @@ def lent_reads(node: Node) -> int:
     return sum(getattr(conn, "lent_reads", 0) for conn in node._conns.values())
 
 
-async def test_request_response_replies_wake_the_waiting_process_directly():
+async def spawn_collector(node: Node, name: str, count: int) -> tuple[list, trio.Event]:
+    """A process registered as ``name`` that keeps the first ``count`` messages it receives."""
+    got: list = []
+    done = trio.Event()
+
+    async def collector(ctx):
+        while len(got) < count:
+            got.append(await ctx.receive())
+        done.set()
+
+    await node.kernel.spawn(collector, name=name)
+    return got, done
+
+
+async def test_request_response_replies_wake_the_waiting_process_directly(caplog):
     with trio.fail_after(20):
         async with running_node("b") as b:
             async with running_node("a", join=[b.address]) as a:
@@ -66,6 +80,7 @@ async def test_request_response_replies_wake_the_waiting_process_directly():
                 # Both sides waited on the socket themselves for nearly every hop.
                 assert lent_reads(a) >= 450, lent_reads(a)
                 assert lent_reads(b) >= 450, lent_reads(b)
+    assert not [r for r in caplog.records if "disabled" in r.getMessage() or r.levelname == "ERROR"]
 
 
 async def test_without_lending_the_same_exchange_goes_through_the_reader():
@@ -117,18 +132,7 @@ async def test_a_local_message_wakes_a_borrower_and_the_reader_takes_over():
         async with running_node("b") as b:
             async with running_node("a", join=[b.address]) as a:
                 await a.wait_connected(["b"])
-                sink_got: list = []
-                sink_ready = trio.Event()
-                sink_done = trio.Event()
-
-                async def sink(ctx):
-                    sink_ready.set()
-                    while len(sink_got) < 20:
-                        sink_got.append(await ctx.receive())
-                    sink_done.set()
-
-                await a.kernel.spawn(sink, name="sink")
-                await sink_ready.wait()
+                sink_got, sink_done = await spawn_collector(a, "sink", 20)
                 borrowed = trio.Event()
                 phase: list[str] = []
                 second = trio.Event()
@@ -165,15 +169,7 @@ async def test_messages_for_others_read_by_a_borrower_reach_them():
         async with running_node("b") as b:
             async with running_node("a", join=[b.address]) as a:
                 await a.wait_connected(["b"])
-                others: list[int] = []
-                others_done = trio.Event()
-
-                async def other(ctx):
-                    while len(others) < 30:
-                        others.append(await ctx.receive())
-                    others_done.set()
-
-                await a.kernel.spawn(other, name="other")
+                others, others_done = await spawn_collector(a, "other", 30)
                 parked = trio.Event()
                 waiter_got: list = []
                 waiter_done = trio.Event()
@@ -218,15 +214,7 @@ async def test_killing_a_borrower_gives_the_socket_back():
                 a.kernel.kill(pid)
                 await trio.testing.wait_all_tasks_blocked()
                 assert conn._borrower is None
-                got: list[int] = []
-                done = trio.Event()
-
-                async def sink(ctx):
-                    while len(got) < 10:
-                        got.append(await ctx.receive())
-                    done.set()
-
-                await a.kernel.spawn(sink, name="sink")
+                got, done = await spawn_collector(a, "sink", 10)
                 for i in range(10):
                     await b.kernel.send(("a", "sink"), i)
                 await done.wait()
@@ -296,3 +284,34 @@ async def test_the_trio_internals_lending_needs_are_there():
     # If this fails after a trio upgrade, lending silently switched itself off (everything
     # still works, one scheduling pass slower per request/response hop): update fd_lending.py.
     assert fd_lending_module.fd_lending() is not None
+
+
+async def test_after_a_lent_read_the_reader_watches_again_even_if_the_borrower_does_not_park():
+    with trio.fail_after(20):
+        async with running_node("b") as b:
+            async with running_node("a", join=[b.address]) as a:
+                await a.wait_connected(["b"])
+                conn = a._conns["b"]
+                parked = trio.Event()
+                woken = trio.Event()
+                never = trio.Event()
+
+                async def waiter(ctx):
+                    await ctx.send(("b", "nobody"), "ping")
+                    parked.set()
+                    await ctx.receive()  # read by itself from the socket...
+                    woken.set()
+                    await never.wait()  # ...then waits on something else, for good
+
+                await a.kernel.spawn(waiter, name="waiter")
+                got, done = await spawn_collector(a, "sink", 10)
+                await parked.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                before = conn.lent_reads
+                await b.kernel.send(("a", "waiter"), "wake up")
+                await woken.wait()
+                assert conn.lent_reads == before + 1
+                for i in range(10):  # only the reader can read these now
+                    await b.kernel.send(("a", "sink"), i)
+                await done.wait()
+                assert got == list(range(10))
