@@ -504,16 +504,21 @@ class TcpConnection(Connection):
             self._end_loan()
 
     def lent_read_ready(self, task: trio.lowlevel.Task) -> None:
-        """In the borrower, woken by the socket: do the reader's read, then re-arm the reader."""
+        """In the borrower, woken by the socket: do the reader's read; the socket is armed
+        again before trio next waits for I/O (see _pay_rearm)."""
         if self._borrower is not task:
             return  # the reader left meanwhile
-        lending, fd, reader, record = self._lending, self._fd, self._reader_task, self._lent_record
-        self._end_loan()
-        assert lending is not None and reader is not None
-        if lending.swap(fd, record, task, reader):
-            return  # (not woken by the socket after all)
+        lending = self._lending
+        assert lending is not None
+        mailbox = self._borrow_mb
+        self._borrower = self._borrow_mb = None  # (_end_loan, inlined: this is the reply's path)
+        if mailbox is not None:
+            mailbox._borrow = None
+        if self._lent_record.read_task is task:  # (trio clears it when the socket wakes us)
+            lending.swap(self._fd, self._lent_record, task, self._reader_task)
+            return  # not woken by the socket after all
         try:
-            data = os.read(fd, _READ_SIZE)
+            data = os.read(self._fd, _READ_SIZE)
         except OSError:  # nothing after all, or broken: the reader finds out itself
             data = None
         try:
