@@ -307,6 +307,13 @@ class OverlayMembership:
             elif kind is Deliver:
                 self._delivered.append((now, effect.id))
                 if type(effect.payload) is Member:
+                    if effect.payload.state == MemberState.LEFT:
+                        # A node that leaves takes its part of the broadcast tree with it: the
+                        # nodes it fed would hear of the leave only by lazy repair, a graft
+                        # timeout later.  A leave is rare and everyone should know at once, so
+                        # it also goes in full to the lazy neighbours (the sender is eager now).
+                        forward = Gossip(effect.id, effect.payload, effect.hops + 1)
+                        out += [Send(peer, forward) for peer in sorted(self.tree.lazy)]
                     out += self._merge(now, (effect.payload,))
                 else:
                     out.append(effect)  # a user payload: the driver hands it to its subscribers

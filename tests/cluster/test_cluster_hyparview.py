@@ -99,7 +99,7 @@ def test_broadcast_payloads_reach_every_node_once(seed):
     assert all(v == [("n05", {"ecosystem": "e", "event": "moved"})] for v in got.values()), got
 
 
-@sim_seeds(2)
+@sim_seeds(6)  # (seeds 3 and 4 left one or two nodes to lazy repair before leaves were pushed to lazy links)
 def test_graceful_leave_is_seen_without_a_timeout(seed):
     c = SimCluster(8, seed=seed, topology=TOPOLOGY)
     c.leave_at(6.0, "n04")
