@@ -176,6 +176,7 @@ class Kernel:
         self._send_remote_nowait: Callable[[Any, Any], bool] | None = None  # the router's optional fast path
         self._remote_senders: dict[Any, tuple[type, Callable[[Any], bool], Any]] = {}  # the router's, if it has them
         self._lend_read: Callable[[Any, Any], bool] | None = None  # the router's, if it has one (see set_router)
+        self._senders_epoch = 0  # bumped by the router whenever it drops _remote_senders entries
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
         self._tasks = 0  # live processes that have a task (inboxes excluded)

@@ -273,6 +273,7 @@ class Node:
         self._channel_by_type = dict(carries)
         self._channel_of.clear()
         self.remote_senders.clear()
+        self.kernel._senders_epoch += 1  # (processes cache entries: see Context.send)
 
     def send_envelope(self, node: str, env: Envelope) -> bool:
         """Queue ``env`` for ``node`` without waiting; False if it is not connected (and no
@@ -653,13 +654,17 @@ class Node:
         if entry[1](msg):
             return True
         senders.pop(dest, None)  # full or closed: the slow path waits or looks for a new connection
+        self.kernel._senders_epoch += 1
         return False
 
     def _drop_senders(self, peer: str) -> None:
         # (Entries of a lost peer would only fail over to the slow path, but they keep the closed connection alive.)
         senders = self.remote_senders
-        for dest in [d for d in senders if _dest_node(d) == peer]:
+        gone = [d for d in senders if _dest_node(d) == peer]
+        for dest in gone:
             del senders[dest]
+        if gone:
+            self.kernel._senders_epoch += 1  # (processes cache entries: see Context.send)
 
     def _sender_for(self, dest: PID | tuple[str, str], t: type, channel: str) -> tuple[type, Callable[[Any], bool], str] | None:
         conn = self._conns.get(_dest_node(dest))
@@ -670,6 +675,7 @@ class Node:
         senders = self.remote_senders
         if len(senders) >= 4096:  # bounded: many destinations just rebuild their entries
             senders.clear()
+            self.kernel._senders_epoch += 1
         senders[dest] = entry
         return entry
 

@@ -344,3 +344,41 @@ async def test_an_unsendable_value_fails_in_the_sender_and_leaves_the_stream_int
             assert got == [*range(60), "end"]
             assert len(errors) == 3
             assert b.is_connected("a")
+
+
+async def test_a_process_stops_using_a_sender_the_node_dropped():
+    # ctx.send keeps the last destination's sender entry; when the node drops entries (an
+    # idle-link sweep samples use this way), the next send must go through the node again.
+    got: list = []
+    first, second = trio.Event(), trio.Event()
+    go_on = trio.Event()
+
+    async def sink(ctx):
+        while True:
+            got.append(await ctx.receive())
+            if len(got) == 20:
+                first.set()
+            if len(got) == 21:
+                second.set()
+
+    with trio.fail_after(15):
+        async with _node("a") as a, _node("b", join=[str(a.address)]) as b:
+            await b.wait_connected(["a"])
+            await a.kernel.spawn(sink, name="sink")
+
+            async def sender(ctx):
+                for i in range(20):
+                    await ctx.send(("a", "sink"), i)
+                await go_on.wait()
+                await ctx.send(("a", "sink"), 20)
+
+            await b.kernel.spawn(sender)
+            await first.wait()
+            before = b.sample_use("a")  # drops b's entries for a
+            assert ("a", "sink") not in b.remote_senders
+            await trio.sleep(0.01)  # (so that a recorded use is visibly later)
+            go_on.set()
+            await second.wait()
+            assert got == list(range(21))
+            assert ("a", "sink") in b.remote_senders  # made again, through the node
+            assert b.last_used("a") > before
