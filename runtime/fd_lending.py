@@ -6,10 +6,11 @@ the connection's reader task, which decodes the frame and wakes the process.
 The reply the process then writes sits behind both passes.  When a process
 is about to park in ``receive`` right after writing a lone message to a
 connection whose reader is idle, it can instead *borrow* the reader's place
-in trio's I/O registration: the socket then wakes the process directly, the
-process reads and delivers that one read itself (to any mailboxes, its own
-included) and hands the registration back, armed, before its own code runs.
-One pass per hop, as for a bare socket.
+in trio's I/O registration: the socket then wakes the process directly, and
+the process reads and delivers that one read itself (to any mailboxes, its own
+included).  One pass per hop, as for a bare socket.  The socket is armed again
+just before trio next waits for I/O (:meth:`FdLending.before_io_wait`), by
+then usually for the same process, parked again after writing its reply.
 
 A :class:`FdLending` reaches into trio's epoll I/O manager (private, hence the
 check below): the per-descriptor registration records and their update
@@ -50,9 +51,15 @@ class FdLending(trio.abc.Instrument):
     def __init__(self, registered: Any, update: Any) -> None:
         self.registered = registered  # fd -> record with .read_task (a defaultdict: use .get)
         self.update = update  # re-arm a descriptor after changing its record
-        self.last: Any = None  # the connection that last wrote a lone message directly
-        self.writer: Task | None = None  # the task that wrote it
+        self.last: Any = None  # the connection that last sent a lone message or a request
+        self.writer: Task | None = None  # the task that sent it
         self.owed: list[Any] = []  # connections whose reader must watch the socket again
+
+    def wrote(self, conn: Any) -> None:
+        """``conn`` is sending a lone message or a request for the running task: the answer
+        will likely come back there, for that task (see ``TcpTransport.lend_read``)."""
+        self.last = conn
+        self.writer = trio.lowlevel.current_task()
 
     def before_io_wait(self, timeout: float) -> None:
         owed = self.owed
@@ -107,7 +114,7 @@ def fd_lending() -> FdLending | None:
     """An :class:`FdLending` for the running trio loop, or None where it cannot work."""
     try:
         io_manager = _RUN_CONTEXT.runner.io_manager
-    except (ImportError, AttributeError):
+    except AttributeError:  # (no trio internals, or not inside trio.run)
         return None
     registered = getattr(io_manager, "_registered", None)
     update = getattr(io_manager, "_update_registrations", None)

@@ -239,7 +239,9 @@ class TcpConnection(Connection):
                     data = encode_with_head(head, payload)  # raises ProtocolError
             if len(data) > room:
                 encode_with_head(head, payload)  # raises FrameTooLarge
-            if self._writer_idle:
+            if self._writer_idle:  # a lone message: a reply will likely come back here (see lend_read)
+                if self._lending is not None:
+                    self._lending.wrote(self)
                 buffer(head + data)
             elif len(data) <= batch_room:
                 open_batch(batch_head, data, limit)  # type: ignore[arg-type]
@@ -254,10 +256,8 @@ class TcpConnection(Connection):
 
     def _append(self, data: bytes) -> None:
         """Queue one encoded frame (after any open batch), or send it now on an idle line."""
-        lending = self._lending
-        if lending is not None:  # (a call's request: its reply will come back here)
-            lending.last = self
-            lending.writer = trio.lowlevel.current_task()
+        if self._lending is not None:  # (a call's request: its reply will come back here)
+            self._lending.wrote(self)
         if self._writer_idle:
             self._buffer(data)
         else:
@@ -286,10 +286,6 @@ class TcpConnection(Connection):
                     sent = 0
                 if sent == len(data):
                     self._tx += 1
-                    lending = self._lending
-                    if lending is not None:  # a reply will likely come back here, for this task (see lend_read)
-                        lending.last = self
-                        lending.writer = trio.lowlevel.current_task()
                     return
                 data = data[sent:]
             if self._encoder.batch is not None:
@@ -510,10 +506,7 @@ class TcpConnection(Connection):
             return  # the reader left meanwhile
         lending = self._lending
         assert lending is not None
-        mailbox = self._borrow_mb
-        self._borrower = self._borrow_mb = None  # (_end_loan, inlined: this is the reply's path)
-        if mailbox is not None:
-            mailbox._borrow = None
+        self._end_loan()
         if self._lent_record.read_task is task:  # (trio clears it when the socket wakes us)
             lending.swap(self._fd, self._lent_record, task, self._reader_task)
             return  # not woken by the socket after all
@@ -542,7 +535,8 @@ class TcpConnection(Connection):
             return
         self._rearm_owed = False
         lending, reader = self._lending, self._reader_task
-        if self._reader_gone or reader is None or lending is None or not lending.blocked(reader):
+        assert lending is not None and reader is not None  # (owed only after a lent read)
+        if self._reader_gone or not lending.blocked(reader):
             return
         if not lending.rearm(self._fd, self._lent_record, reader):
             trio.lowlevel.reschedule(reader)  # it returns from its wait and waits again by itself
@@ -685,7 +679,7 @@ class TcpTransport(Transport):
 
     def lend_read(self, task: trio.lowlevel.Task, mailbox: Any) -> bool:
         """Let ``task``, about to park on ``mailbox``, wait on the socket of the connection
-        it last wrote a lone message to directly, if no other task wrote one since (see
+        it last sent a lone message or a request to, if no other task sent one since (see
         :meth:`TcpConnection.lend_read`)."""
         lending = self._lending
         if lending is None or lending.writer is not task:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -57,6 +58,27 @@ async def spawn_collector(node: Node, name: str, count: int) -> tuple[list, trio
 
     await node.kernel.spawn(collector, name=name)
     return got, done
+
+
+async def spawn_borrower(node: Node, peer: str) -> tuple[Any, list, trio.Event]:
+    """A process registered as ``waiter`` that sends a lone message to ``peer`` (nobody
+    answers it) and keeps the next message it receives; returns once it waits on that
+    connection's socket.  Returns its PID, what it got, and an event set when it got it."""
+    parked = trio.Event()
+    got: list = []
+    done = trio.Event()
+
+    async def waiter(ctx):
+        await ctx.send((peer, "nobody"), "ping")
+        parked.set()
+        got.append(await ctx.receive())
+        done.set()
+
+    pid = await node.kernel.spawn(waiter, name="waiter")
+    await parked.wait()
+    await trio.testing.wait_all_tasks_blocked()
+    assert node._conns[peer]._borrower is not None
+    return pid, got, done
 
 
 async def test_request_response_replies_wake_the_waiting_process_directly(caplog):
@@ -170,20 +192,7 @@ async def test_messages_for_others_read_by_a_borrower_reach_them():
             async with running_node("a", join=[b.address]) as a:
                 await a.wait_connected(["b"])
                 others, others_done = await spawn_collector(a, "other", 30)
-                parked = trio.Event()
-                waiter_got: list = []
-                waiter_done = trio.Event()
-
-                async def waiter(ctx):
-                    await ctx.send(("b", "nobody"), "ping")
-                    parked.set()
-                    waiter_got.append(await ctx.receive())
-                    waiter_done.set()
-
-                await a.kernel.spawn(waiter, name="waiter")
-                await parked.wait()
-                await trio.testing.wait_all_tasks_blocked()
-                assert a._conns["b"]._borrower is not None
+                _, waiter_got, waiter_done = await spawn_borrower(a, "b")
                 for i in range(30):  # read by the waiter, for someone else
                     await b.kernel.send(("a", "other"), i)
                 await others_done.wait()
@@ -199,18 +208,8 @@ async def test_killing_a_borrower_gives_the_socket_back():
         async with running_node("b") as b:
             async with running_node("a", join=[b.address]) as a:
                 await a.wait_connected(["b"])
-                parked = trio.Event()
-
-                async def waiter(ctx):
-                    await ctx.send(("b", "nobody"), "ping")
-                    parked.set()
-                    await ctx.receive()
-
-                pid = await a.kernel.spawn(waiter, name="waiter")
-                await parked.wait()
-                await trio.testing.wait_all_tasks_blocked()
+                pid, _, _ = await spawn_borrower(a, "b")
                 conn = a._conns["b"]
-                assert conn._borrower is not None
                 a.kernel.kill(pid)
                 await trio.testing.wait_all_tasks_blocked()
                 assert conn._borrower is None
@@ -227,21 +226,8 @@ async def test_a_borrower_still_gets_messages_after_its_connection_ends(how):
         async with running_node("a") as a:
             async with running_node("b", join=[a.address]) as b:
                 await b.wait_connected(["a"])
-                parked = trio.Event()
-                got: list = []
-                done = trio.Event()
-
-                async def waiter(ctx):
-                    await ctx.send(("a", "nobody"), "ping")
-                    parked.set()
-                    got.append(await ctx.receive())
-                    done.set()
-
-                await b.kernel.spawn(waiter, name="waiter")
-                await parked.wait()
-                await trio.testing.wait_all_tasks_blocked()
+                _, got, done = await spawn_borrower(b, "a")
                 conn = b._conns["a"]
-                assert conn._borrower is not None
                 if how == "the peer stops":
                     a.stop()  # b's reader sees the end of the stream
                     await b.wait_disconnected("a")
