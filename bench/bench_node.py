@@ -1,6 +1,6 @@
 """Two node OS processes on loopback: eco's Node/kernel send path against a raw trio + msgpack socket pair.
 
-    /work/venv/bin/python bench/bench_node.py [--messages 200000] [--round-trips 20000] [--repeat 5] [--no-lend-reads]
+    /work/venv/bin/python bench/bench_node.py [--messages 200000] [--round-trips 20000] [--repeat 5] [--no-lend-reads] [--no-busy-wait]
 
 Set ``ECO_BENCH_PROFILE=DIR`` to write cProfile files of both eco node
 processes (``DIR/client.prof``, ``DIR/server.prof``; view with
@@ -110,8 +110,14 @@ async def _echo(ctx):
 
 
 def _transport_options() -> dict:
-    # ``--no-lend-reads`` (passed on to the server): measure without fd lending (runtime/fd_lending.py).
-    return {"lend_reads": False} if "--no-lend-reads" in sys.argv else {}
+    # ``--no-lend-reads`` / ``--no-busy-wait`` (passed on to the server): measure without fd
+    # lending, or without the busy-wait on a lent socket (runtime/fd_lending.py).
+    options: dict = {}
+    if "--no-lend-reads" in sys.argv:
+        options["lend_reads"] = False
+    if "--no-busy-wait" in sys.argv:
+        options["busy_wait"] = 0.0
+    return options
 
 
 async def _serve_node() -> None:
@@ -278,6 +284,8 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-lend-reads", action="store_true",
                         help="eco without fd lending (a process never waits on a socket itself)")
+    parser.add_argument("--no-busy-wait", action="store_true",
+                        help="eco without the busy-wait on a lent socket before trio sleeps")
     args = parser.parse_args()
     if args.serve:
         _run_profiled("server", _serve_node)
@@ -293,7 +301,8 @@ def main() -> None:
             _stop(raw_proc)
 
     def run_eco() -> dict[str, float]:
-        eco_proc, address = _spawn_peer([sys.executable, str(Path(__file__).resolve()), "--serve", *(["--no-lend-reads"] if args.no_lend_reads else [])], env)
+        eco_proc, address = _spawn_peer([sys.executable, str(Path(__file__).resolve()), "--serve", *(["--no-lend-reads"] if args.no_lend_reads else []),
+                                      *(["--no-busy-wait"] if args.no_busy_wait else [])], env)
         try:
             return _run_profiled("client", _eco_bench, address, Cookie(cookie_text), args.messages, args.round_trips, eco_proc.pid)
         finally:
@@ -308,7 +317,7 @@ def main() -> None:
         for key in raw:
             runs["raw"].setdefault(key, []).append(raw[key])
             runs["eco"].setdefault(key, []).append(eco[key])
-            runs["ratio"].setdefault(key, []).append(eco[key] / raw[key])
+            runs["ratio"].setdefault(key, []).append(eco[key] / raw[key] if raw[key] else float("nan"))  # (CPU ticks: 0 on short runs)
         print(
             f"run: one-way {eco['one_way']:,.0f} vs {raw['one_way']:,.0f} "
             f"(CPU µs/msg sender {eco['send_cpu_us']:.2f} vs {raw['send_cpu_us']:.2f}, "

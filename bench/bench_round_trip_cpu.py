@@ -9,6 +9,7 @@ two loopback system calls each way), with no overlap:
 
 * eco: two ``Node``s on loopback TCP; a process sends ``(self, payload)`` to an echo process
   on the other node and waits in ``receive`` for the answer;
+  (also without the busy-wait before trio sleeps, and without fd lending at all);
 * raw: a trio socket pair with msgpack (``Packer``/streaming ``Unpacker``), the echo side
   answering every frame of a read, as ``bench_raw_peer.py`` does.
 
@@ -41,9 +42,11 @@ async def _echo(ctx):
         await send(sender, payload)
 
 
-async def _eco(round_trips: int, lend_reads: bool) -> float:
+_VARIANTS = {"eco": {}, "eco_no_busy_wait": {"busy_wait": 0.0}, "eco_no_lending": {"lend_reads": False}}
+
+
+async def _eco(round_trips: int, options: dict) -> float:
     cookie = Cookie("round-trip-cpu-bench-cookie-0123")
-    options = {} if lend_reads else {"lend_reads": False}
     ka, kb = Kernel("a", incarnation=1), Kernel("b", incarnation=1)
     async with ka, kb, open_tcp_transport(node_transport_config("t", "a", 1, cookie, **options)) as ta, \
             open_tcp_transport(node_transport_config("t", "b", 1, cookie, **options)) as tb:
@@ -120,14 +123,14 @@ def main() -> None:
     parser.add_argument("--round-trips", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    runs: dict[str, list[float]] = {"eco": [], "eco_no_lending": [], "raw": []}
+    runs: dict[str, list[float]] = {name: [] for name in (*_VARIANTS, "raw")}
     for i in range(args.repeat):
-        order = ["eco", "eco_no_lending", "raw"] if i % 2 == 0 else ["raw", "eco_no_lending", "eco"]
+        order = list(runs) if i % 2 == 0 else list(reversed(runs))
         for name in order:
             if name == "raw":
                 runs[name].append(trio.run(_raw, args.round_trips))
             else:
-                runs[name].append(trio.run(_eco, args.round_trips, name == "eco"))
+                runs[name].append(trio.run(_eco, args.round_trips, _VARIANTS[name]))
     median_us = {name: statistics.median(values) * 1e6 for name, values in runs.items()}
     for name, value in median_us.items():
         print(f"{name:16}{value:8.1f} µs per round trip (both ends in one process)")
@@ -138,6 +141,7 @@ def main() -> None:
         "statistic": "median",
         **{f"{name}_us": round(value, 1) for name, value in median_us.items()},
         "eco_over_raw": round(median_us["eco"] / median_us["raw"], 3),
+        "eco_no_busy_wait_over_raw": round(median_us["eco_no_busy_wait"] / median_us["raw"], 3),
         "eco_no_lending_over_raw": round(median_us["eco_no_lending"] / median_us["raw"], 3),
     }
     print(json.dumps(summary))

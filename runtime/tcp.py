@@ -596,7 +596,7 @@ class TcpTransport(Transport):
         self.config = config
         self._nursery = nursery
         self.addresses: list[TcpAddress] = []
-        self._lending = fd_lending() if config.lend_reads else None
+        self._lending = fd_lending(config.busy_wait) if config.lend_reads else None
         if self._lending is not None:
             trio.lowlevel.add_instrument(self._lending)
 

@@ -56,12 +56,18 @@ class TransportConfig:
     lend_reads: bool = True
     """A process parking right after writing a lone message may wait on that socket
     itself (one scheduling pass per request/response hop instead of two)."""
+    busy_wait: float = 50e-6
+    """With ``lend_reads``: before trio sleeps while a process waits on a lent socket, poll
+    that socket for up to this many seconds (a reply found meanwhile costs no wake-up;
+    adaptive, see runtime/fd_lending.py).  0 turns it off."""
 
     def __post_init__(self) -> None:
         if self.keepalive_interval <= 0 or self.keepalive_misses < 1:
             raise ValueError("keepalive_interval must be > 0 and keepalive_misses >= 1")
         if self.handshake_timeout <= 0 or self.connect_timeout <= 0:
             raise ValueError("timeouts must be > 0")
+        if not 0.0 <= self.busy_wait <= 0.01:
+            raise ValueError("busy_wait must be between 0 and 0.01 seconds")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def test_ecoc_run_on_a_hyparview_overlay_gives_the_exact_result(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-    assert proc.returncode == 0, err + "".join(p.read_text()[-2000:] for p in sorted(state.glob("n*.log")))
+    assert proc.returncode == 0, out + err + "".join(p.read_text()[-2000:] for p in sorted(state.glob("n*.log")))
     doc = json.loads(out)
     result = doc["ecosystems"]["tokens"]["result"]
     expected = tokencount.reference(limit=200)

@@ -4,8 +4,11 @@ way of waking it (a local message, a kill, the connection going away) still work
 
 from __future__ import annotations
 
+import select
+import socket
 import sys
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -40,6 +43,23 @@ async def echo(ctx):
     while True:
         sender, payload = await ctx.receive()
         await ctx.send(sender, payload)
+
+
+async def round_trips(a: Node, b: Node, count: int) -> list[int]:
+    """``count`` request/response exchanges from a process on ``a`` to an echo on ``b``."""
+    await b.kernel.spawn(echo, name="echo")
+    got: list[int] = []
+    done = trio.Event()
+
+    async def client(ctx):
+        for i in range(count):
+            await ctx.send(("b", "echo"), (ctx.self, i))
+            got.append(await ctx.receive())
+        done.set()
+
+    await a.kernel.spawn(client)
+    await done.wait()
+    return got
 
 
 def lent_reads(node: Node) -> int:
@@ -86,19 +106,7 @@ async def test_request_response_replies_wake_the_waiting_process_directly(caplog
         async with running_node("b") as b:
             async with running_node("a", join=[b.address]) as a:
                 await a.wait_connected(["b"])
-                await b.kernel.spawn(echo, name="echo")
-                got: list[int] = []
-                done = trio.Event()
-
-                async def client(ctx):
-                    for i in range(500):
-                        await ctx.send(("b", "echo"), (ctx.self, i))
-                        got.append(await ctx.receive())
-                    done.set()
-
-                await a.kernel.spawn(client)
-                await done.wait()
-                assert got == list(range(500))
+                assert await round_trips(a, b, 500) == list(range(500))
                 # Both sides waited on the socket themselves for nearly every hop.
                 assert lent_reads(a) >= 450, lent_reads(a)
                 assert lent_reads(b) >= 450, lent_reads(b)
@@ -110,42 +118,20 @@ async def test_without_lending_the_same_exchange_goes_through_the_reader():
         async with running_node("b", lend_reads=False) as b:
             async with running_node("a", join=[b.address], lend_reads=False) as a:
                 await a.wait_connected(["b"])
-                await b.kernel.spawn(echo, name="echo")
-                done = trio.Event()
-                got: list[int] = []
-
-                async def client(ctx):
-                    for i in range(100):
-                        await ctx.send(("b", "echo"), (ctx.self, i))
-                        got.append(await ctx.receive())
-                    done.set()
-
-                await a.kernel.spawn(client)
-                await done.wait()
-                assert got == list(range(100))
+                assert await round_trips(a, b, 100) == list(range(100))
                 assert lent_reads(a) == lent_reads(b) == 0
 
 
 async def test_unsupported_trio_internals_mean_no_lending(monkeypatch):
-    monkeypatch.setattr(fd_lending_module, "fd_lending", lambda: None)
+    monkeypatch.setattr(fd_lending_module, "fd_lending", lambda *args: None)
     import eco.runtime.tcp as tcp
 
-    monkeypatch.setattr(tcp, "fd_lending", lambda: None)
+    monkeypatch.setattr(tcp, "fd_lending", lambda *args: None)
     with trio.fail_after(20):
         async with running_node("b") as b:
             async with running_node("a", join=[b.address]) as a:
                 await a.wait_connected(["b"])
-                await b.kernel.spawn(echo, name="echo")
-                done = trio.Event()
-
-                async def client(ctx):
-                    for i in range(50):
-                        await ctx.send(("b", "echo"), (ctx.self, i))
-                        assert await ctx.receive() == i
-                    done.set()
-
-                await a.kernel.spawn(client)
-                await done.wait()
+                assert await round_trips(a, b, 50) == list(range(50))
                 assert lent_reads(a) == 0
 
 
@@ -301,3 +287,137 @@ async def test_after_a_lent_read_the_reader_watches_again_even_if_the_borrower_d
                     await b.kernel.send(("a", "sink"), i)
                 await done.wait()
                 assert got == list(range(10))
+
+
+# ------------------------------------------------------------ busy-waiting before trio sleeps
+
+
+class _Epoll:
+    """A socket pair watched by a private epoll, standing in for trio's, and an FdLending on it
+    whose last connection has a borrower (a process waits for a reply on it)."""
+
+    def __init__(self, busy_wait: float, *, clock_step: float | None = None, monkeypatch=None) -> None:
+        self.ours, self.peer = socket.socketpair()
+        self.epoll = select.epoll()
+        self.epoll.register(self.ours.fileno(), select.EPOLLIN)
+        self.lending = fd_lending_module.FdLending({}, lambda fd: None, busy_wait, self.epoll.fileno())
+        self.lending.last = SimpleNamespace(_borrower=object(), _fd=self.ours.fileno())
+        self.polls = 0
+        poll = self.lending._poll
+
+        def counting_poll(timeout):
+            self.polls += 1
+            return poll(timeout)
+
+        self.lending._poll = counting_poll
+        if clock_step is not None:  # a clock that moves on by clock_step at each reading
+            now = [0.0]
+
+            def clock():
+                now[0] += clock_step
+                return now[0]
+
+            monkeypatch.setattr(fd_lending_module.time, "perf_counter", clock)
+
+    def close(self) -> None:
+        self.epoll.close()
+        self.ours.close()
+        self.peer.close()
+
+
+@pytest.fixture
+def watched(monkeypatch):
+    made: list[_Epoll] = []
+
+    def make(busy_wait: float, clock_step: float | None = None) -> _Epoll:
+        made.append(_Epoll(busy_wait, clock_step=clock_step, monkeypatch=monkeypatch))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def test_a_reply_already_there_ends_the_busy_wait_at_once(watched):
+    w = watched(0.005)
+    w.peer.send(b"reply")
+    w.lending.before_io_wait(1.0)
+    assert (w.lending.spins, w.lending.spin_hits, w.polls) == (1, 1, 1)
+    assert w.ours.recv(10) == b"reply"  # polling took no event and no data
+
+
+def test_no_reply_within_the_budget_backs_off_exponentially_and_a_hit_starts_over(watched):
+    w = watched(0.001, clock_step=0.0001)
+    lending = w.lending
+    lending.before_io_wait(1.0)  # a miss: about budget / clock_step polls
+    assert (lending.spins, lending.spin_hits) == (1, 0)
+    assert 5 <= w.polls <= 12, w.polls
+    chances = [lending.spins]
+    for _ in range(11):
+        lending.before_io_wait(1.0)
+        chances.append(lending.spins)
+    # After the 1st miss one chance is passed up, after the 2nd three, after the 3rd seven.
+    assert chances == [1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3]
+    for _ in range(2):  # the rest of the third back-off (seven chances)
+        lending.before_io_wait(1.0)
+    assert lending.spins == 3
+    w.peer.send(b"reply")
+    lending.before_io_wait(1.0)
+    assert (lending.spins, lending.spin_hits) == (4, 1)
+    w.ours.recv(10)
+    lending.before_io_wait(1.0)  # a miss right after a hit passes up one chance only
+    lending.before_io_wait(1.0)
+    lending.before_io_wait(1.0)
+    assert lending.spins == 6
+
+
+def test_the_busy_wait_never_outlasts_trio_s_own_timeout(watched):
+    w = watched(0.01, clock_step=0.0001)
+    w.lending.before_io_wait(0.0003)  # a timer is due in 0.3 ms: poll for that long at most
+    assert w.lending.spins == 1 and w.polls <= 4, w.polls
+
+
+def test_no_busy_wait_when_tasks_are_ready_nobody_waits_for_a_reply_or_it_is_off(watched):
+    w = watched(0.005)
+    w.lending.before_io_wait(0.0)  # other tasks are ready to run: trio will not sleep
+    w.lending.last = SimpleNamespace(_borrower=None, _fd=w.ours.fileno())
+    w.lending.before_io_wait(1.0)  # nobody waits on a lent socket
+    w.lending.last = None
+    w.lending.before_io_wait(1.0)
+    assert w.polls == 0 and w.lending.spins == 0
+    off = fd_lending_module.FdLending({}, lambda fd: None, 0.0, w.epoll.fileno())
+    no_epoll = fd_lending_module.FdLending({}, lambda fd: None, 0.005, -1)
+    assert off.busy_wait == no_epoll.busy_wait == 0.0
+    for lending in (off, no_epoll):
+        lending.last = SimpleNamespace(_borrower=object(), _fd=w.ours.fileno())
+        lending.before_io_wait(1.0)
+        assert lending.spins == 0
+
+
+def test_a_closed_epoll_turns_the_busy_wait_off_without_raising(watched):
+    w = watched(0.005)
+    w.epoll.close()
+    w.lending.before_io_wait(1.0)
+    assert w.lending.busy_wait == 0.0 and w.lending.spin_hits == 0 and w.polls == 1
+
+
+def test_busy_wait_must_be_a_small_non_negative_duration():
+    for bad in (-1e-6, 0.5):
+        with pytest.raises(ValueError, match="busy_wait"):
+            node_transport_config("t", "a", 1, COOKIE, busy_wait=bad)
+
+
+@pytest.mark.parametrize("busy_wait", [50e-6, 0.0])
+async def test_round_trips_busy_wait_only_when_it_is_on(busy_wait):
+    with trio.fail_after(20):
+        async with running_node("b", busy_wait=busy_wait) as b:
+            async with running_node("a", join=[b.address], busy_wait=busy_wait) as a:
+                await a.wait_connected(["b"])
+                assert await round_trips(a, b, 200) == list(range(200))
+                lendings = [a.transport._lending, b.transport._lending]
+                if busy_wait:
+                    # Both nodes share this trio loop: the request or the reply is always
+                    # ready when trio is about to sleep, so nearly every spin finds it.
+                    assert sum(x.spin_hits for x in lendings) >= 150, [(x.spins, x.spin_hits) for x in lendings]
+                else:
+                    assert sum(x.spins for x in lendings) == 0
