@@ -65,7 +65,7 @@ _log = logging.getLogger("eco.runtime.kernel")
 _current: ContextVar[Context | None] = ContextVar("eco_current_process", default=None)
 
 _TASK_NAME = "eco.process"  # one shared string: a per-task name would cost memory
-_TICK_MASK = 63  # checkpoint every 64 non-waiting send/receive operations
+_TICKS = 63  # checkpoint every 64 non-waiting send/receive operations (a countdown: small ints, no allocation)
 
 
 def current_process() -> Context | None:
@@ -171,7 +171,7 @@ class Kernel:
         self._names: dict[str, Context] = {}
         self._serial = 0
         self._refs = 0
-        self._ops = 0
+        self._ticks = _TICKS  # operations left before the next forced checkpoint
         self._router: RemoteRouter | None = None
         self._send_remote_nowait: Callable[[Any, Any], bool] | None = None  # the router's optional fast path
         self._remote_senders: dict[Any, tuple[type, Callable[[Any], bool], Any]] = {}  # the router's, if it has them
@@ -258,8 +258,11 @@ class Kernel:
         (Worker subclasses, Supervisor specs).  ``link``/``monitor`` tie it to
         the calling process atomically; ``name`` registers it before it runs.
         """
-        self._ops += 1  # Kernel._tick inlined: one coroutine less per spawn
-        if not self._ops & _TICK_MASK:
+        ticks = self._ticks  # Kernel._tick inlined: one coroutine less per spawn
+        if ticks:
+            self._ticks = ticks - 1
+        else:
+            self._ticks = _TICKS
             await trio.lowlevel.checkpoint()
         return self._spawn(_current.get(), target, args, link, monitor, name, mailbox_size, overflow)
 
@@ -483,8 +486,11 @@ class Kernel:
         return Ref(self.node, self.incarnation, self._refs)
 
     async def _tick(self) -> None:
-        self._ops += 1
-        if not self._ops & _TICK_MASK:
+        ticks = self._ticks
+        if ticks:
+            self._ticks = ticks - 1
+        else:
+            self._ticks = _TICKS
             await trio.lowlevel.checkpoint()
 
     # ================================================================ registry
@@ -579,8 +585,11 @@ class Kernel:
             await mb.wait_space()
             if mb.closed:
                 return
-        self._ops += 1
-        if not self._ops & _TICK_MASK:
+        ticks = self._ticks
+        if ticks:
+            self._ticks = ticks - 1
+        else:
+            self._ticks = _TICKS
             await trio.lowlevel.checkpoint()
 
     def cast(self, dest: Dest, msg: Any) -> None:
@@ -621,11 +630,13 @@ class Kernel:
         mb = ctx.mailbox
         items = mb._items
         if items:
-            self._ops += 1
-            if not self._ops & _TICK_MASK:
+            ticks = self._ticks
+            if ticks:
+                self._ticks = ticks - 1
+            else:
+                self._ticks = _TICKS
                 await trio.lowlevel.checkpoint()
             if match is None and items:  # the hot path, without Mailbox.get's coroutine
-                mb._popped += 1
                 msg = items.popleft()
                 if mb._senders:
                     mb._space_freed()
@@ -648,8 +659,11 @@ class Kernel:
             raise ValueError(f"max_items must be at least 1, not {max_items}")
         mb = ctx.mailbox
         if mb._items:
-            self._ops += 1
-            if not self._ops & _TICK_MASK:
+            ticks = self._ticks
+            if ticks:
+                self._ticks = ticks - 1
+            else:
+                self._ticks = _TICKS
                 await trio.lowlevel.checkpoint()
         if not mb._items:
             if timeout is None:

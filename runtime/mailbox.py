@@ -44,7 +44,11 @@ class Mailbox:
         self.overflow = overflow
         self._waiter: trio.lowlevel.Task | None = None  # the reader, while parked
         self._senders: deque[trio.lowlevel.Task] | None = None  # blocked writers, created on demand
-        self._popped = 0  # messages ever removed from the front (keeps selective scans incremental)
+        # Messages removed from the front that a selective get (match) in progress must
+        # allow for, which keeps its scans incremental.  Only the owner takes messages and
+        # a scan position lives within one get, so the owner's plain takes need not count;
+        # drop_oldest, which happens while the owner waits, must.
+        self._popped = 0
         self.closed = False
         self.dropped = 0  # messages discarded by drop_oldest
         # While the parked reader also waits on a socket in place of its connection's
@@ -116,7 +120,6 @@ class Mailbox:
         items = self._items
         if match is None:
             if items:
-                self._popped += 1
                 msg = items.popleft()
                 if self._senders:
                     self._space_freed()
@@ -156,7 +159,6 @@ class Mailbox:
         if match is None:
             while not items:
                 await self._park(lend)
-            self._popped += 1
             msg = items.popleft()
             if self._senders:
                 self._space_freed()

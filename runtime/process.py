@@ -19,6 +19,11 @@ import trio
 from trio.lowlevel import current_task, wait_task_rescheduled
 
 from .mailbox import Mailbox
+
+try:  # the running task without a function call (``receive``'s hot path); see _running_task
+    from trio._core._run import GLOBAL_RUN_CONTEXT as _RUN_CONTEXT
+except ImportError:  # pragma: no cover - another trio: the public function instead
+    _RUN_CONTEXT = None
 from .pid import PID, Ref
 from .signals import NORMAL, CallRequest, Dest, ProcessExit, Reason
 
@@ -29,7 +34,7 @@ __all__ = ["Context"]
 
 _log = logging.getLogger("eco.runtime.process")
 
-_TICK_MASK = 63  # as in the kernel: send/receive are schedule points at least every 64 operations
+_TICKS = 63  # as in the kernel: send/receive are schedule points at least every 64 operations
 
 
 @types.coroutine
@@ -168,13 +173,19 @@ class Context:
         mb = self.mailbox
         items = mb._items
         if match is None and (items or timeout is None):
-            task = current_task()
+            try:
+                task = _RUN_CONTEXT.task  # type: ignore[union-attr]
+            except AttributeError:  # (not in trio, or another trio: the public call explains)
+                task = current_task()
             if self._task is task:
                 # Kernel._receive inlined for the common cases (one coroutine instead of four).
                 if items:  # a message is waiting
                     kernel = self.kernel
-                    kernel._ops += 1
-                    if not kernel._ops & _TICK_MASK:
+                    ticks = kernel._ticks
+                    if ticks:
+                        kernel._ticks = ticks - 1
+                    else:
+                        kernel._ticks = _TICKS
                         await trio.lowlevel.checkpoint()  # (only this task takes from the mailbox)
                 else:  # park until a message arrives (an idle process waits here)
                     while not items:
@@ -186,8 +197,7 @@ class Context:
                             lend_read(task, mb)  # may wait on a socket too (runtime/fd_lending.py)
                         await wait_task_rescheduled(mb._abort_park)
                         mb._woken(task)
-                mb._popped += 1
-                msg = items.popleft()
+                msg = items.popleft()  # (the owner's own removals need no _popped count)
                 if mb._senders:
                     mb._space_freed()
                 return msg
@@ -206,8 +216,11 @@ class Context:
     ) -> PID:
         """Start a process running ``target`` (see ``Kernel.spawn``)."""
         kernel = self.kernel
-        kernel._ops += 1  # Kernel._tick inlined: one coroutine less per spawn
-        if not kernel._ops & _TICK_MASK:
+        ticks = kernel._ticks  # Kernel._tick inlined: one coroutine less per spawn
+        if ticks:
+            kernel._ticks = ticks - 1
+        else:
+            kernel._ticks = _TICKS
             await trio.lowlevel.checkpoint()
         return kernel._spawn(self, target, args, link, monitor, name)
 

@@ -176,6 +176,33 @@ async def test_selective_receive_keeps_order_of_the_rest(autojump_clock):
         assert got == [("b", 1), ("late", 0), ("a", 1), ("c", 1), ("a", 2), pytest.approx(3)]
 
 
+async def test_a_selective_receive_waiting_while_drop_oldest_makes_room_still_finds_its_message():
+    # Plain receives before it do not count removals (only the owner takes messages); the
+    # drops made while it waits must, or its next scan would start past the new message.
+    async with Kernel("n1") as kernel:
+        got = []
+        waiting = trio.Event()
+
+        async def proc(ctx):
+            got.extend([await ctx.receive(), await ctx.receive()])
+            waiting.set()
+            got.append(await ctx.receive(match=lambda m: m[0] == "want"))
+            got.extend(ctx.mailbox.snapshot())
+
+        pid = await kernel.spawn(proc, mailbox_size=3, overflow="drop_oldest")
+        for m in [("x", 1), ("x", 2)]:
+            await kernel.send(pid, m)
+        await waiting.wait()
+        for m in [("n", 1), ("n", 2), ("n", 3)]:
+            await kernel.send(pid, m)
+        await trio.testing.wait_all_tasks_blocked()  # it scanned those three and waits
+        await kernel.send(pid, ("n", 4))  # drops ("n", 1)
+        await kernel.send(pid, ("want", 0))  # drops ("n", 2)
+        with trio.fail_after(5):
+            await wait_down(kernel, pid)
+        assert got == [("x", 1), ("x", 2), ("want", 0), ("n", 3), ("n", 4)]
+
+
 async def test_receive_outside_a_process_is_refused():
     async with Kernel("n1") as kernel:
         with pytest.raises(NotInProcess):
