@@ -437,7 +437,8 @@ class ClusterMembership:
                 suspicion = max(phi.acceptable_pause, phi.heartbeat)
             self.core: Any = overlay.OverlayMembership(
                 self.name, cluster.topology, rng=self.rng, contacts=self._contacts(), labels=self.labels,  # type: ignore[arg-type]
-                incarnation=node.incarnation, suspicion_timeout=suspicion, link_grace=phi.heartbeat / 4, phi=phi)
+                incarnation=node.incarnation, suspicion_timeout=suspicion, link_grace=phi.heartbeat / 4, phi=phi,
+                expected=[n.name for n in cluster.nodes])  # (a start-up split must not hide a declared node)
             self.detector = "hyparview"
         elif isinstance(detector, SwimDetector):
             servers = self.servers if topology == "client_server" else None

@@ -133,6 +133,7 @@ class _NodeProc:
     exited: trio.Event = field(default_factory=trio.Event)
     returncode: int | None = None
     up: bool = False
+    ready: bool = False  # reported `ready`: it reaches every node of the cluster
     chaos_victim: bool = False  # killed on purpose by --chaos: its death is expected
 
 
@@ -256,7 +257,7 @@ class Launcher:
                     await self._finished.wait()
                 if scope.cancelled_caught:
                     self.timed_out = True
-                    self._fail(f"timed out after {self.options.timeout:g}s")
+                    self._fail(self._timeout_message())
                 await self._shutdown()
                 nursery.cancel_scope.cancel()
         finally:
@@ -437,6 +438,7 @@ class Launcher:
         if kind == "up":
             node.up = True
         elif kind == "ready":
+            node.ready = True
             self._status(f"node {node.name} connected to all {len(self.nodes) - 1} peer(s)")
             chaos = self.chaos
             if chaos is not None and chaos.restarted and node.name == chaos.victim and chaos.rejoined_at is None:
@@ -511,6 +513,19 @@ class Launcher:
     def _on_text(self, node: _NodeProc, text: str) -> None:
         self._status(f"{node.name}| {text}")
 
+    def _timeout_message(self) -> str:
+        """What the run was still waiting for when the timeout passed (the node logs may say nothing)."""
+        waiting = [f"ecosystem {e.name} {'never started' if e.status == 'starting' else 'still running'}"
+                   + (f" ({e.done}/{e.total} {e.unit})" if e.status == "running" and e.total is not None else "")
+                   for e in self.ecosystems.values() if e.status in ("starting", "running")]
+        silent = [n.name for n in self.nodes if not n.up]
+        if silent:
+            waiting.append(f"never up: {', '.join(silent)}")
+        unready = [n.name for n in self.nodes if n.up and not n.ready]
+        if unready:
+            waiting.append(f"not (yet) reaching every node of the cluster: {', '.join(unready)}")
+        return f"timed out after {self.options.timeout:g}s" + (f": {'; '.join(waiting)}" if waiting else "")
+
     def _fail(self, message: str) -> None:
         if self.failure is None and not self.interrupted:
             self.failure = message
@@ -553,6 +568,14 @@ class Launcher:
             if self.chaos is not None:
                 doc["chaos"] = self.chaos.summary()
             self.out.write(json.dumps(doc) + "\n")
+            # Also on stderr: CI logs often show only stderr, and stdout may go to a file or a parser.
+            if self.interrupted:
+                self.err.write("interrupted: all nodes stopped\n")
+            elif self.failure is not None:
+                self.err.write(f"error: {self.failure}\n")
+            for eco in self.ecosystems.values():
+                if eco.status == "failed" and eco.reason and eco.reason not in (self.failure or ""):
+                    self.err.write(f"ecosystem {eco.name} failed: {eco.reason}\n")
         else:
             self.out.write(render_summary(self.ecosystems.values(), len(self.nodes), elapsed))
             if self.chaos is not None:

@@ -75,6 +75,8 @@ Report = Callable[..., None]
 
 REQUIRES_TIMEOUT = 30.0
 """Seconds an ecosystem waits for each name it ``requires`` before its job fails."""
+CLUSTER_WAIT_WARNING = 10.0
+"""Seconds between warnings while the service waits to reach every node of the cluster."""
 
 
 class SpawnRefused(NodeError):
@@ -191,7 +193,7 @@ class EcosystemService:
             nursery.start_soon(self.view.run)
             nursery.start_soon(self.load.run)
             task_status.started()
-            await self.node.wait_connected(n.name for n in self.cluster.nodes)
+            await self._wait_for_cluster()
             self.report("ready", node=self.node.name, peers=self.node.peers)
             for eco in self.plan.ecosystems:
                 if eco.cluster not in (None, self.cluster.name):
@@ -203,6 +205,20 @@ class EcosystemService:
                 elif self.is_home:
                     self._hosts[eco.name] = await self.kernel.spawn(_ecosystem_host, self, eco, name=f"eco.host.{eco.name}")
             await trio.sleep_forever()
+
+    async def _wait_for_cluster(self) -> None:
+        """Wait until every node of the cluster is reachable, warning now and then meanwhile
+        (a node that is never reached would otherwise stall the start without a word)."""
+        names = [n.name for n in self.cluster.nodes]
+        began = trio.current_time()
+        while True:
+            with trio.move_on_after(CLUSTER_WAIT_WARNING):
+                await self.node.wait_connected(names)
+                return
+            unreached = [n for n in names if n != self.node.name and not self.node.is_connected(n)
+                         and getattr(self.view.member(n), "state", None) != MemberState.UP]
+            log.warning("node %s: waited %.0fs to reach every node of the cluster; not reached yet: %s",
+                        self.node.name, trio.current_time() - began, ", ".join(unreached) or "none")
 
     # ------------------------------------------------------------ spawning (requester side)
 

@@ -23,6 +23,19 @@ The core behind ``topology hyparview`` in running nodes (the driver is
 
 Only neighbours judge a node; everybody else learns its fate by broadcast.
 
+Expected members: a node given the cluster's declared names (``expected``)
+asks one it has never heard of to become a neighbour (a refresh request), first
+about ``expected_probe`` seconds after it starts, then with the interval doubling
+up to ``reconnect_interval`` (from then on with probability ``missing / alive``,
+like the heal below), until it has a record of every one.  Nodes started together
+can split the overlay while joining (every eviction in a burst of joins is
+random): with small active views a part with free slots asks full views with
+low priority only, which they refuse, so the parts stay apart, and a node that
+joined in the other part is never heard of here (its announcement went around
+its own part).  The accepted refresh joins the parts and the new neighbours swap
+their member lists.  A declared node that is not running costs one failed dial
+per attempt.
+
 Healing: every ``reconnect_interval``, with probability ``down / alive`` (so the
 whole cluster makes about one attempt per down member and period, however large
 it is), a node asks a random member it holds as *down* to become a neighbour
@@ -74,6 +87,9 @@ PROBE_EVIDENCE_AGE = 5.0
 """Seconds after which a delivered broadcast has reached the whole overlay (split probes carry one)."""
 QUIET_AFTER = 30.0
 """Seconds without a delivered broadcast after which split probes go without evidence."""
+EXPECTED_PROBE = 2.0
+"""Seconds after start before a node asks an expected member it has not heard of to be a neighbour
+(long enough for announcements to go round one overlay, so a connected one is rarely rewired)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +118,13 @@ class OverlayMembership:
         split_probe: float = 0.1,
         phi: PhiDetector | None = None,
         track_members: bool = True,
+        expected: Iterable[str] = (),
+        expected_probe: float = EXPECTED_PROBE,
     ) -> None:
         """``track_members=False`` runs the overlay, the broadcast and the link detector only (no
         member records, digests or suspicions): for simulations of clusters too large for a full
-        member list per node in one process."""
+        member list per node in one process.  ``expected``: the names the cluster declares (see
+        the module docstring)."""
         self.name = name
         self.rng = rng
         self.view = HyParViewNode(name, config, rng=rng, contacts=contacts)
@@ -123,6 +142,8 @@ class OverlayMembership:
         self.detectors = PhiRegistry(self.phi)
         self._announced = False
         self._accused: set[tuple[str, int]] = set()  # (name, incarnation) this node suspected itself
+        self.expected = frozenset(expected) - {name}
+        self.expected_probe = expected_probe
         self._stopped = False
 
     # ------------------------------------------------------------ queries
@@ -146,6 +167,8 @@ class OverlayMembership:
         phase = 0.5 + zlib.crc32(self.name.encode()) % 1000 / 1000
         out.append(SetTimer(("reconnect",), now + phase * self.reconnect_interval))
         out.append(SetTimer(("hb",), now + self.rng.uniform(0, self.phi.heartbeat)))
+        if self.expected and self.track_members:
+            out.append(self._expect_timer(now, self.expected_probe))
         return out
 
     def leave(self, now: float) -> list[Any]:
@@ -229,6 +252,8 @@ class OverlayMembership:
                 if peer in self.view.active:
                     out += self.peer_down(now, peer)
             out.append(SetTimer(("hb",), now + self.phi.heartbeat))
+        elif kind == "expect":
+            self._reach_expected(now, key[1], out)  # type: ignore[index]
         elif kind == "link_lost":
             peer = key[1]  # type: ignore[index]
             if peer not in self.links and peer in self.view.active:
@@ -273,6 +298,27 @@ class OverlayMembership:
         peer = self.view._pick(candidates - self.view.active - self.view._pending)
         if peer is not None:
             out += self._route(now, self.view.refresh(now, peer, seen), "hv")
+
+    def unheard(self) -> set[str]:
+        """Expected members this node has no record of (not even a down or left one)."""
+        return {name for name in self.expected if self.members.get(name) is None}
+
+    def _expect_timer(self, now: float, delay: float) -> SetTimer:
+        # Jittered: the nodes of one part miss the same members, and one accepted request is enough
+        # (the others hear of the missing members by anti-entropy meanwhile).
+        return SetTimer(("expect", delay), now + self.rng.uniform(0.5, 1.5) * delay)
+
+    def _reach_expected(self, now: float, delay: float, out: list[Any]) -> None:
+        """Ask an expected member never heard of to be a neighbour (see the module docstring)."""
+        missing = self.unheard()
+        if not missing:
+            return  # records are never forgotten: nothing more to do
+        capped = delay >= self.reconnect_interval
+        if not capped or self.rng.random() < len(missing) / max(1, self.members.count_alive()):
+            peer = self.view._pick(missing - self.view.active - self.view._pending)
+            if peer is not None:
+                out += self._route(now, self.view.refresh(now, peer), "hv")
+        out.append(self._expect_timer(now, min(2 * delay, self.reconnect_interval)))
 
     def _suspect(self, now: float, peer: str, out: list[Any]) -> None:
         if not self.track_members:
