@@ -98,7 +98,8 @@ class RemoteRouter(Protocol):
     # must ``await send_remote(...)`` instead (flow control, or a case it does not cover).
     # Optional: ``remote_senders``, a dict ``dest -> (message type, offer, ...)`` the router
     # keeps up to date: for a message of exactly that type the kernel calls ``offer(msg)``
-    # itself (True: sent; False: go through ``send_remote_nowait`` / ``send_remote``).
+    # itself (True: sent; False: go through ``send_remote_nowait`` / ``send_remote``).  A
+    # router that drops or replaces entries calls ``kernel.forget_remote_senders()``.
 
     def monitor_remote(self, watcher: PID, target: PID | tuple[str, str], ref: Ref) -> None:
         """Ask the target's node to call ``kernel.monitor_from_remote(watcher, target, ref)``."""
@@ -176,7 +177,7 @@ class Kernel:
         self._send_remote_nowait: Callable[[Any, Any], bool] | None = None  # the router's optional fast path
         self._remote_senders: dict[Any, tuple[type, Callable[[Any], bool], Any]] = {}  # the router's, if it has them
         self._lend_read: Callable[[Any, Any], bool] | None = None  # the router's, if it has one (see set_router)
-        self._senders_epoch = 0  # bumped by the router whenever it drops _remote_senders entries
+        self._send_cachers: set[Context] = set()  # processes whose ctx.send keeps a router entry
         self._nursery: trio.Nursery | None = None
         self._nursery_cm: Any = None
         self._tasks = 0  # live processes that have a task (inboxes excluded)
@@ -399,6 +400,9 @@ class Kernel:
 
     def _on_exit(self, ctx: Context, reason: Reason) -> None:
         ctx._exited = True
+        if ctx._send_cache is not None:
+            ctx._send_cache = None
+            self._send_cachers.discard(ctx)
         ctx._task = None  # breaks the task -> coroutine -> ctx cycle: a dead process is freed at once, not by the GC
         pid = ctx.pid
         if self._procs.get(pid.serial) is ctx:
@@ -934,6 +938,14 @@ class Kernel:
         # Optional: ``lend_read(task, mailbox)``, called as a process parks in ``receive``:
         # the router may have a socket wake it directly (runtime/fd_lending.py).
         self._lend_read = getattr(router, "lend_read", None)
+
+    def forget_remote_senders(self) -> None:
+        """The router dropped or replaced entries of ``remote_senders``: processes stop using
+        the ones they kept (``Context.send`` keeps its last destination's)."""
+        cachers = self._send_cachers
+        for ctx in cachers:
+            ctx._send_cache = None
+        cachers.clear()
 
     def node_down(self, node: str) -> None:
         """The connection to ``node`` is lost: fire every monitor and link that crosses to it.

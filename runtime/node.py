@@ -151,6 +151,7 @@ class Node:
         self._membership: Any = None  # eco.runtime.cluster.ClusterMembership (or the connection fallback)
         self._link_opener: Callable[[str, Envelope | None], bool] | None = None  # see open_links_with
         self._used: dict[str, float] = {}  # peer -> when it last carried a non-background envelope
+        self._epochs: dict[str, int] = {}  # peer -> serial of its current (or last) connection
         self._inbounds: dict[str, _Inbound] = {}  # peer -> its connection's receiving side (see sample_use)
         self._channel_by_type: dict[str, str] = {}
         self._channel_of: dict[type, str] = {}  # message class -> channel, filled on first use
@@ -240,6 +241,17 @@ class Node:
     def is_connected(self, node: str) -> bool:
         return node in self._conns
 
+    def can_send(self, node: str) -> bool:
+        """True when an envelope queued for ``node`` now goes out on an open connection: one
+        is connected and not closing (the peer may have said goodbye, its session not ended yet)."""
+        conn = self._conns.get(node)
+        return conn is not None and not conn._closing
+
+    def link_epoch(self, peer: str) -> int:
+        """The serial of the current connection to ``peer``, or of the last one once it is lost
+        (1, 2, ... per peer; 0 if never connected): ``peer_down`` hooks read the lost one's."""
+        return self._epochs.get(peer, 0)
+
     async def wait_connected(self, nodes: Iterable[str]) -> None:
         """Wait until every node in ``nodes`` (other than this one) is connected; with a link opener
         (:meth:`open_links_with`), until each is reachable (``opener(peer, None)``: say, a member
@@ -273,14 +285,16 @@ class Node:
         self._channel_by_type = dict(carries)
         self._channel_of.clear()
         self.remote_senders.clear()
-        self.kernel._senders_epoch += 1  # (processes cache entries: see Context.send)
+        self.kernel.forget_remote_senders()  # (processes keep entries: see Context.send)
 
     def send_envelope(self, node: str, env: Envelope) -> bool:
         """Queue ``env`` for ``node`` without waiting; False if it is not connected (and no
         link opener (:meth:`open_links_with`) took it to send once a connection opens)."""
         conn = self._conns.get(node)
-        if conn is None:
+        if conn is None or (conn._closing and self._link_opener is not None):
             # Background gossip is not worth a connection: it floods over the links there are.
+            # A closing connection (the peer closed it as idle, say) would drop the envelope:
+            # the opener sends it over the next one.
             opener = self._link_opener
             return opener is not None and env.kind not in _BACKGROUND and opener(node, env)
         if env.kind not in _BACKGROUND:
@@ -291,10 +305,17 @@ class Node:
 
     def open_links_with(self, opener: Callable[[str, Envelope | None], bool] | None) -> None:
         """Let ``opener(peer, envelope)`` open connections on demand (an overlay's driver owns the links):
-        :meth:`send_envelope` to an unconnected peer hands it the envelope (True: it is sent once the
+        :meth:`send_envelope` to an unconnected peer (or one whose connection is closing: the opener
+        opens the next once it has closed) hands it the envelope (True: it is sent once the
         connection opens; background gossip (membership, load reports, name tables) is not), and
         :meth:`wait_connected` asks ``opener(peer, None)`` whether a peer is reachable."""
         self._link_opener = opener
+
+    @property
+    def links_on_demand(self) -> bool:
+        """True when a link opener (:meth:`open_links_with`) opens connections on demand and closes
+        idle ones: a lost connection is then no sign that its peer is gone."""
+        return self._link_opener is not None
 
     def last_used(self, peer: str) -> float:
         """When (trio time) the connection to ``peer`` last carried an envelope other than background
@@ -376,12 +397,15 @@ class Node:
             old = self._conns.get(peer)
             if old is not None:
                 old_by, new_by = self._dialler(old), self._dialler(conn)
-                if old.peer.incarnation == conn.peer.incarnation and old_by != new_by and old_by < new_by:
+                if old.peer.incarnation == conn.peer.incarnation and old_by != new_by and old_by < new_by \
+                        and not old._closing:
                     return  # both sides dialled: both keep the connection dialled by the smaller name
+                # (A closing one is on its way out: the peer closed it, as idle say, and dialled again.)
                 self._forget(peer, old, "replaced by a newer connection")
                 with trio.CancelScope(shield=True):
                     await old.aclose("replaced by a newer connection")
             self._conns[peer] = conn
+            self._epochs[peer] = self._epochs.get(peer, 0) + 1
             self._changed.unpark_all()
             log.info("node %s: connected to %s#%d at %s", self.name, peer, conn.peer.incarnation, conn.peer.address)
             self._emit("peer_up", peer=peer, incarnation=conn.peer.incarnation)
@@ -597,6 +621,8 @@ class Node:
         conn = self._conns.get(node)
         if conn is None and self._link_opener is None:
             return  # not connected: dropped, as a send to a dead process is
+        if conn is not None and conn._closing and self._link_opener is not None:
+            conn = None  # closing: the opener sends it over the next connection
         if type(msg) is CallRequest:
             kind, channel, msg = _CALL_INT, "", (msg.ref, msg.sender, msg.request)
         else:
@@ -654,7 +680,7 @@ class Node:
         if entry[1](msg):
             return True
         senders.pop(dest, None)  # full or closed: the slow path waits or looks for a new connection
-        self.kernel._senders_epoch += 1
+        self.kernel.forget_remote_senders()
         return False
 
     def _drop_senders(self, peer: str) -> None:
@@ -664,7 +690,7 @@ class Node:
         for dest in gone:
             del senders[dest]
         if gone:
-            self.kernel._senders_epoch += 1  # (processes cache entries: see Context.send)
+            self.kernel.forget_remote_senders()  # (processes keep entries: see Context.send)
 
     def _sender_for(self, dest: PID | tuple[str, str], t: type, channel: str) -> tuple[type, Callable[[Any], bool], str] | None:
         conn = self._conns.get(_dest_node(dest))
@@ -675,7 +701,7 @@ class Node:
         senders = self.remote_senders
         if len(senders) >= 4096:  # bounded: many destinations just rebuild their entries
             senders.clear()
-            self.kernel._senders_epoch += 1
+            self.kernel.forget_remote_senders()
         senders[dest] = entry
         return entry
 
@@ -689,6 +715,8 @@ class Node:
         conn = self._conns.get(node)
         if conn is None and self._link_opener is None:
             return
+        if conn is not None and conn._closing and self._link_opener is not None:
+            conn = None  # closing: the opener sends it over the next connection
         if type(msg) is CallReply:
             env = _envelope((_REPLY, "", None, _wire_dest(dest), 0, (msg.ref, msg.value)))
         elif type(msg) is CallRequest:
@@ -706,7 +734,7 @@ class Node:
 
     def _control_send(self, node: str, env: Envelope) -> bool:
         conn = self._conns.get(node)
-        if conn is None:
+        if conn is None or conn._closing:
             return self.send_envelope(node, env)  # False unless the overlay's driver opens a link for it
         return self._queue(conn, env)
 

@@ -92,7 +92,7 @@ class Context:
         self._grace: trio.CancelScope | None = None  # the scope running terminate() while exiting
         self._ack = False  # True: tell the parent with a Started message once init is done
         self._exited = False
-        self._send_cache: tuple[Any, Any, int] | None = None  # (dest, remote sender entry, epoch): see send
+        self._send_cache: tuple[Any, type, Any] | None = None  # (dest, message type, the router's offer): see send
 
     def __repr__(self) -> str:
         return f"<process {self.pid}{' ' + repr(self.name) if self.name else ''}>"
@@ -132,14 +132,14 @@ class Context:
         awaitable is returned (no coroutine per message: the node's hot path);
         otherwise this returns the kernel's coroutine.
         """
-        kernel = self.kernel
         cache = self._send_cache
-        if cache is not None and cache[0] is dest and cache[2] == kernel._senders_epoch:
-            # The same destination object as last time, and the router dropped no sender
-            # since: its entry, without the routing checks and the dictionary lookup.
-            entry = cache[1]
-            if entry[0] is type(msg) and entry[1](msg):
+        if cache is not None and cache[0] is dest and cache[1] is type(msg):
+            # The same destination object and message type as last time, and the router
+            # dropped no sender since (it clears these): its offer, without the routing
+            # checks and the dictionary lookup.
+            if cache[2](msg):
                 return _DONE
+        kernel = self.kernel
         t = type(dest)
         if (t is tuple and dest[0] != kernel.node) or (t is PID and dest.node != kernel.node):  # type: ignore[index,union-attr]
             # The router's per-destination sender, called directly (Kernel._send explains the rest).
@@ -148,12 +148,13 @@ class Context:
             except TypeError:  # unhashable: the kernel explains
                 entry = None
             if entry is not None and entry[0] is type(msg) and entry[1](msg):
-                self._send_cache = (dest, entry, kernel._senders_epoch)
+                if cache is None:
+                    kernel._send_cachers.add(self)
+                self._send_cache = (dest, entry[0], entry[1])
                 return _DONE
             nowait = kernel._send_remote_nowait
             if nowait is not None and nowait(dest, msg):
-                self._send_cache = None  # (the router made or changed an entry: look it up next time)
-                return _DONE
+                return _DONE  # (the router made or changed an entry: looked up next time)
         return kernel._send(self, dest, msg)
 
     def cast(self, dest: Dest, msg: Any) -> None:

@@ -299,18 +299,26 @@ async def test_ctx_send_follows_message_types_and_channels_in_order():
             b.use_channels({"Tagged": "tags"})
             await b.wait_connected(["a"])
             await a.kernel.spawn(sink)
-            seen: list[tuple[type, str]] = []
+            # The channel each message arrives on, as a's connection decodes the frames.
+            channel_of: list[str] = []
+            conn = a._conns["b"]
+            deliver = conn._receiver
+
+            def watch(frame):
+                payloads = frame[6] if frame[1] == Kind.SEND_BATCH else [frame[6]]
+                channel_of.extend(frame[2] for _ in payloads)
+                return deliver(frame)
+
+            conn._receiver = watch
 
             async def sender(ctx):
                 for msg in sent:
                     await ctx.send(("a", "sink"), msg)
-                    kind, _, channel = b.remote_senders[("a", "sink")]
-                    seen.append((kind, channel))
 
             await b.kernel.spawn(sender)
             await finished.wait()
             assert got == sent
-            assert seen == [(bytes, ""), (dict, ""), (Tagged, "tags"), (Tagged, "tags"), (str, ""), (Tagged, "tags"), (bytes, "")]
+            assert channel_of == ["", "", "tags", "tags", "", "tags", ""]
 
 
 async def test_an_unsendable_value_fails_in_the_sender_and_leaves_the_stream_intact():
@@ -382,3 +390,37 @@ async def test_a_process_stops_using_a_sender_the_node_dropped():
             assert got == list(range(21))
             assert ("a", "sink") in b.remote_senders  # made again, through the node
             assert b.last_used("a") > before
+
+
+async def test_a_process_that_exits_no_longer_holds_a_sender_entry():
+    got: list = []
+    done = trio.Event()
+
+    async def sink(ctx):
+        while len(got) < 3:
+            got.append(await ctx.receive())
+        done.set()
+
+    with trio.fail_after(15):
+        async with _node("a") as a, _node("b", join=[str(a.address)]) as b:
+            await b.wait_connected(["a"])
+            await a.kernel.spawn(sink, name="sink")
+
+            async def sender(ctx):
+                for i in range(3):
+                    await ctx.send(("a", "sink"), i)
+                kept.append(ctx in b.kernel._send_cachers)
+
+            kept: list[bool] = []
+            exited = trio.Event()
+
+            async def watcher(ctx):
+                await ctx.spawn(sender, monitor=True)
+                await ctx.receive()  # its Down: it has exited
+                exited.set()
+
+            await b.kernel.spawn(watcher)
+            await exited.wait()
+            await done.wait()
+            assert got == [0, 1, 2] and kept == [True]
+            assert not b.kernel._send_cachers  # (a dead process is not kept alive by the table)
