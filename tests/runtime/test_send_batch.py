@@ -356,17 +356,19 @@ async def test_an_unsendable_value_fails_in_the_sender_and_leaves_the_stream_int
 
 async def test_a_process_stops_using_a_sender_the_node_dropped():
     # ctx.send keeps the last destination's sender entry; when the node drops entries (an
-    # idle-link sweep samples use this way), the next send must go through the node again.
+    # idle-link sweep samples use this way), the next send must go through the node again;
+    # and a process that exits leaves the node's table of processes keeping entries.
     got: list = []
     first, second = trio.Event(), trio.Event()
-    go_on = trio.Event()
+    go_on, exited = trio.Event(), trio.Event()
+    kept: list[bool] = []
 
     async def sink(ctx):
         while True:
             got.append(await ctx.receive())
             if len(got) == 20:
                 first.set()
-            if len(got) == 21:
+            if len(got) == 22:
                 second.set()
 
     with trio.fail_after(15):
@@ -379,40 +381,8 @@ async def test_a_process_stops_using_a_sender_the_node_dropped():
                     await ctx.send(("a", "sink"), i)
                 await go_on.wait()
                 await ctx.send(("a", "sink"), 20)
-
-            await b.kernel.spawn(sender)
-            await first.wait()
-            before = b.sample_use("a")  # drops b's entries for a
-            assert ("a", "sink") not in b.remote_senders
-            await trio.sleep(0.01)  # (so that a recorded use is visibly later)
-            go_on.set()
-            await second.wait()
-            assert got == list(range(21))
-            assert ("a", "sink") in b.remote_senders  # made again, through the node
-            assert b.last_used("a") > before
-
-
-async def test_a_process_that_exits_no_longer_holds_a_sender_entry():
-    got: list = []
-    done = trio.Event()
-
-    async def sink(ctx):
-        while len(got) < 3:
-            got.append(await ctx.receive())
-        done.set()
-
-    with trio.fail_after(15):
-        async with _node("a") as a, _node("b", join=[str(a.address)]) as b:
-            await b.wait_connected(["a"])
-            await a.kernel.spawn(sink, name="sink")
-
-            async def sender(ctx):
-                for i in range(3):
-                    await ctx.send(("a", "sink"), i)
+                await ctx.send(("a", "sink"), 21)
                 kept.append(ctx in b.kernel._send_cachers)
-
-            kept: list[bool] = []
-            exited = trio.Event()
 
             async def watcher(ctx):
                 await ctx.spawn(sender, monitor=True)
@@ -420,7 +390,15 @@ async def test_a_process_that_exits_no_longer_holds_a_sender_entry():
                 exited.set()
 
             await b.kernel.spawn(watcher)
+            await first.wait()
+            before = b.sample_use("a")  # drops b's entries for a
+            assert ("a", "sink") not in b.remote_senders
+            await trio.sleep(0.01)  # (so that a recorded use is visibly later)
+            go_on.set()
+            await second.wait()
+            assert got == list(range(22))
+            assert ("a", "sink") in b.remote_senders  # made again, through the node
+            assert b.last_used("a") > before
             await exited.wait()
-            await done.wait()
-            assert got == [0, 1, 2] and kept == [True]
+            assert kept == [True]
             assert not b.kernel._send_cachers  # (a dead process is not kept alive by the table)
