@@ -218,10 +218,11 @@ class TcpConnection(Connection):
                     data = pack(payload)
                 except (TypeError, ValueError, OverflowError):
                     data = encode_with_head(head, payload)  # raises ProtocolError
-                if len(sendbuf) + len(data) <= encoder.batch_limit:
-                    sendbuf += data  # one more element of the open SEND_BATCH frame
+                sendbuf += data  # one more element of the open SEND_BATCH frame...
+                if len(sendbuf) <= encoder.batch_limit:
                     encoder.batch_count += 1
                     return True
+                del sendbuf[-len(data):]  # ...unless that makes it too long (rare)
             else:
                 data = None
             if self._closing:
@@ -661,7 +662,8 @@ class TcpTransport(Transport):
         except OSError:
             pass
         framed = _Framed(stream, self.config)
-        handshake = Handshake(self.identity, role, os.urandom(16), timeout=self.config.handshake_timeout, expect_node=expect_node)
+        handshake = Handshake(self.identity, role, os.urandom(16), timeout=self.config.handshake_timeout, expect_node=expect_node,
+                              stopping=self.stopping and role is Role.ACCEPTOR)
         try:
             peer = await drive_handshake(handshake, framed.send, framed.receive, address)
         except HandshakeRefused:
