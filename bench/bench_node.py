@@ -199,12 +199,17 @@ async def _eco_bench(address: str, cookie: Cookie, messages: int, round_trips: i
                 assert got == messages, (got, messages)
                 me = ctx.self
                 receive = ctx.receive
+                lending = getattr(transport, "_lending", None)
+                spins = (lending.spins, lending.spin_hits) if lending is not None and hasattr(lending, "spins") else None
                 start, cpu, peer_cpu = time.perf_counter(), time.process_time(), _cpu_of(peer_pid)
                 for _ in range(round_trips):
                     await send(echo, (me, PAYLOAD))
                     await receive()
                 out["round_trips"] = round_trips / (time.perf_counter() - start)
                 out["round_trip_cpu_us"] = (time.process_time() - cpu + _cpu_of(peer_pid) - peer_cpu) / round_trips * 1e6
+                if spins is not None:  # this side's busy-waits during the ping-pong, and how many found the reply
+                    out["spins"] = lending.spins - spins[0]
+                    out["spin_hits"] = lending.spin_hits - spins[1]
                 done.set()
 
             await kernel.spawn(driver)
@@ -314,6 +319,9 @@ def main() -> None:
             raw, eco = run_raw(), run_eco()
         else:
             eco, raw = run_eco(), run_raw()
+        if "spins" in eco:
+            print(f"busy-waits on this side during the ping-pong: {eco['spins']:,}, {eco['spin_hits']:,} found the reply",
+                  file=sys.stderr)
         for key in raw:
             runs["raw"].setdefault(key, []).append(raw[key])
             runs["eco"].setdefault(key, []).append(eco[key])
