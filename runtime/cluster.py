@@ -35,7 +35,10 @@ links exist is chosen by ``topology``:
   (``Node.last_used``) in either direction, nothing waiting for it, and no
   monitor or link between processes across it (``Node.ties``: closing would
   fire them with ``noconnection``; a coordinator's link to its workers'
-  nodes is therefore kept while they run).  The failure detector's settings
+  nodes is therefore kept while they run).  A link the peer closes just as
+  something is sent on it loses nothing: once the peer's goodbye is in
+  (``Node.can_send`` false) envelopes and core messages wait here, and the next
+  link opens as soon as the old one is gone.  The failure detector's settings
   give the suspicion timeout; detection is the overlay's (a neighbour whose
   link is lost or cannot be opened).
 
@@ -661,6 +664,10 @@ class ClusterMembership:
         self._record("link_down", node=peer)
         if self._started:
             self._apply(self.core.link_down(self._now(), peer))
+        if (self._outbox.get(peer) or self._envelopes.get(peer)) and not self._left:
+            # Held while the connection was closing (the peer closed it as idle, say, just as
+            # something was sent): the next connection carries them.
+            self._open(peer)
 
     # ------------------------------------------------------------ core plumbing
 
@@ -696,7 +703,7 @@ class ClusterMembership:
                 self._record("neighbor_up" if kind is hyparview.NeighborUp else "neighbor_down", node=effect.peer)
 
     def _send(self, to: str, msg: Any) -> None:
-        if not self.node.is_connected(to):
+        if not self.node.can_send(to):  # (a closing connection would drop it)
             if self.manages_links:
                 self._send_later(to, msg)
             else:

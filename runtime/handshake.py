@@ -77,6 +77,8 @@ class Reason(str, enum.Enum):
     SELF_CONNECTION = "self_connection"
     WRONG_PEER = "wrong_peer"
     REFUSED_BY_PEER = "refused_by_peer"
+    STOPPING = "stopping"
+    """The acceptor is shutting down (an orderly stop): no misconfiguration, nothing to warn about."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ class Handshake:
         timeout: float = 5.0,
         expect_node: str | None = None,
         protocol_version: int = PROTOCOL_VERSION,
+        stopping: bool = False,
     ):
         if len(nonce) < NONCE_BYTES:
             raise ValueError(f"nonce must be at least {NONCE_BYTES} bytes")
@@ -162,6 +165,7 @@ class Handshake:
         self._expect_node = expect_node
         self._version = protocol_version
         self._peer_authenticated = False
+        self._stopping = stopping  # an acceptor shutting down refuses every HELLO (Reason.STOPPING)
         self._cluster = identity.cluster  # the name both proofs cover (a tool may learn it)
         if identity.cluster == UNKNOWN_CLUSTER and not (role is Role.INITIATOR and identity.node.startswith(TOOL_PREFIX)):
             raise ValueError(f"only a tool ({TOOL_PREFIX}...) dialling a node may leave the cluster name unknown")
@@ -214,6 +218,8 @@ class Handshake:
     # ---------------------------------------------------------------- handlers
 
     def _on_hello(self, payload: Any) -> list[Effect]:
+        if self._stopping:
+            return self._refuse(Reason.STOPPING, "this node is shutting down")
         if not isinstance(payload, dict):
             return self._refuse(Reason.MALFORMED, "HELLO payload is not a map")
         version = payload.get("version")

@@ -170,6 +170,22 @@ class HyParViewNode:
         self._repair(now, out)
         return out
 
+    def forget(self, now: float, peer: str) -> list[Effect]:
+        """``peer`` left the cluster (a layer above heard it announce so): drop it from both views,
+        so no repair or shuffle asks it to be a neighbour while it shuts down; a freed active
+        slot is repaired."""
+        if self._stopped or peer == self.name:
+            return []
+        out: list[Effect] = []
+        self.passive.discard(peer)
+        freed = peer in self.active or peer in self._pending
+        self._pending.discard(peer)
+        if peer in self.active:
+            self._drop_active(peer, out, notify=False)
+        if freed:
+            self._repair(now, out)
+        return out
+
     def refresh(self, now: float, peer: str, seen: Any = None) -> list[Effect]:
         """Ask ``peer`` to become a neighbour even though the views may be full (the receiver
         accepts by evicting a neighbour, at most once per shuffle period); for a membership

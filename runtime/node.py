@@ -152,6 +152,7 @@ class Node:
         self._link_opener: Callable[[str, Envelope | None], bool] | None = None  # see open_links_with
         self._used: dict[str, float] = {}  # peer -> when it last carried a non-background envelope
         self._epochs: dict[str, int] = {}  # peer -> serial of its current (or last) connection
+        self._stopping = False  # serve is closing the connections: no new peer sessions
         self._inbounds: dict[str, _Inbound] = {}  # peer -> its connection's receiving side (see sample_use)
         self._channel_by_type: dict[str, str] = {}
         self._channel_of: dict[type, str] = {}  # message class -> channel, filled on first use
@@ -184,6 +185,7 @@ class Node:
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._stopping = self.transport.stopping = False  # (serving again after a stop)
             try:
                 self.address = await self.transport.listen(self._accepted, listen)
                 for address in join:
@@ -192,6 +194,8 @@ class Node:
                 await trio.sleep_forever()
             finally:
                 self._nursery = None
+                self._stopping = True
+                self.transport.stopping = True  # newcomers are refused, told why (Reason.STOPPING)
                 with trio.CancelScope(shield=True):
                     for conn in list(self._conns.values()):
                         with trio.move_on_after(1.0):
@@ -393,6 +397,10 @@ class Node:
                 return
             if peer.startswith(TOOL_PREFIX):
                 await self._read(conn)  # a tool such as `ecoc status`: its requests are served, it is no peer
+                return
+            if self._stopping:
+                with trio.CancelScope(shield=True):
+                    await conn.aclose("node stopping")  # (authenticated before the node began to stop)
                 return
             old = self._conns.get(peer)
             if old is not None:

@@ -121,13 +121,15 @@ class _MemberChange:
 
 
 class _LinkChange:
-    """Local message to an ecosystem host: the connection to ``peer`` opened (``up``) or was lost."""
+    """Local message to an ecosystem host: the connection to ``peer`` opened (``up``) or was lost;
+    ``epoch``: that connection's serial (``Node.link_epoch``)."""
 
-    __slots__ = ("peer", "up")
+    __slots__ = ("peer", "up", "epoch")
 
-    def __init__(self, peer: str, up: bool) -> None:
+    def __init__(self, peer: str, up: bool, epoch: int = 0) -> None:
         self.peer = peer
         self.up = up
+        self.epoch = epoch
 
 
 def settle_timeout(cluster: Cluster) -> float:
@@ -395,24 +397,31 @@ class EcosystemService:
     # ------------------------------------------------------------ membership
 
     def _on_node_down(self, node: str) -> None:
-        for ref, (target, done, box) in list(self._pending.items()):
-            if target == node:
-                box.append(NodeError(f"node {node} was lost before answering a spawn request"))
-                done.set()
+        if not self.node.links_on_demand:
+            # The reply would come back over this connection: it is lost with it.  (Links opened on
+            # demand close when idle, maybe with a request in flight: it went out before the close
+            # and the reply opens the next link; only the member's loss fails it, see _on_member.)
+            self._fail_pending(node, "was lost")
         for coordinator in list(self._coordinators.values()):
             try:
                 self.kernel.cast(coordinator, NodeDown(node))
             except EcoRuntimeError:
                 pass
 
+    def _fail_pending(self, node: str, why: str) -> None:
+        for target, done, box in list(self._pending.values()):
+            if target == node and not done.is_set():
+                box.append(NodeError(f"node {node} {why} before answering a spawn request"))
+                done.set()
+
     def _on_link_up(self, peer: str, incarnation: int) -> None:
         # A member can be back `up` (by gossip) before its connection is, and a fence sent then
         # is dropped: so hosts fence again on every new connection (fencing is idempotent).
-        self._tell_hosts(_LinkChange(peer, True))
+        self._tell_hosts(_LinkChange(peer, True, self.node.link_epoch(peer)))
 
     def _on_link_down(self, peer: str) -> None:
         # The coordinators' monitors of workers there just fired `noconnection`: they dropped them.
-        self._tell_hosts(_LinkChange(peer, False))
+        self._tell_hosts(_LinkChange(peer, False, self.node.link_epoch(peer)))
 
     def _tell_hosts(self, msg: Any) -> None:
         for host in list(self._hosts.values()):
@@ -444,6 +453,7 @@ class EcosystemService:
         member = event.member
         if member.state in (MemberState.DOWN, MemberState.LEFT):
             self.names.node_down(member.name, member.incarnation)
+            self._fail_pending(member.name, f"is {member.state.label}")
         elif member.state == MemberState.UP:
             self.names.peer_up(member.name)
         for host in list(self._hosts.values()):
@@ -477,6 +487,11 @@ class _Host:
         # Slots whose worker the coordinator dropped when its node's connection was lost
         # (monitors fire `noconnection`) while the node itself was not declared down.
         self.orphaned: set[int] = set()
+        # slot -> serial of the connection its spawn request went over (Node.link_epoch): a
+        # link-down handled late (the host was busy placing) must not orphan a newer worker.
+        # The coordinator's monitor crosses that link or a later one, so no drop is missed
+        # (a link replaced mid-spawn may cost one needless re-spawn, never a lost worker).
+        self.spawned_over: dict[int, int] = {}
         self.coordinator: PID | None = None
         self.started = trio.current_time()
 
@@ -515,9 +530,13 @@ class _Host:
         service, eco = self.service, self.eco
         while True:
             slot = self.slots.place(index, node)
+            link = service.node.link_epoch(node)
+            if not service.node.can_send(node):
+                link += 1  # the request opens the next connection
             try:
                 assert self.coordinator is not None
                 await service.spawn_worker(node, eco.name, index, self.coordinator, self.generation_base + slot.generation)
+                self.spawned_over[index] = link
                 return node
             except SpawnRefused:
                 raise
@@ -560,9 +579,10 @@ class _Host:
                     workers={str(i): n for i, n in sorted(placed.items())},
                     seconds=round(trio.current_time() - began, 4))
 
-    def link_lost(self, node: str) -> None:
-        """The connection to ``node`` was lost: the coordinator no longer counts the workers there."""
-        self.orphaned.update(s.index for s in self.slots.on(node))
+    def link_lost(self, node: str, epoch: int) -> None:
+        """Connection ``epoch`` to ``node`` was lost: the coordinator no longer counts the workers
+        whose spawn went over it or an earlier one (their monitors crossed it); a later one's did not."""
+        self.orphaned.update(s.index for s in self.slots.on(node) if self.spawned_over.get(s.index, 0) <= epoch)
 
     async def respawn_orphans(self, node: str) -> None:
         """The connection to ``node`` is back and it was not declared down (a refuted suspicion).
@@ -668,7 +688,7 @@ async def _ecosystem_host(ctx: Context, service: EcosystemService, eco: Ecosyste
                     host.fence(member.name)
             elif kind is _LinkChange:
                 if not msg.up:
-                    host.link_lost(msg.peer)
+                    host.link_lost(msg.peer, msg.epoch)
                     continue
                 try:
                     await host.respawn_orphans(msg.peer)

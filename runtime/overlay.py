@@ -21,7 +21,10 @@ The core behind ``topology hyparview`` in running nodes (the driver is
   a random neighbour gets one (repairs what a broadcast missed while the tree
   was changing).
 
-Only neighbours judge a node; everybody else learns its fate by broadcast.
+Only neighbours judge a node; everybody else learns its fate by broadcast.  A node that
+gets a heartbeat from one it does not count as a neighbour answers ``Disconnect`` at once
+(a one-sided link would otherwise get it suspected), and a member announced *left* is
+dropped from both views (nothing dials a node that is shutting down).
 
 Expected members: a node given the cluster's declared names (``expected``)
 asks one it has never heard of to become a neighbour (a refresh request), first
@@ -74,7 +77,7 @@ from typing import Any
 from eco.plan.models import HyParViewTopology, PhiDetector
 
 from .broadcast import Deliver, Gossip, Graft, IHave, PlumtreeNode, Prune
-from .hyparview import HyParViewNode, Neighbor, NeighborDown, NeighborReply, NeighborUp
+from .hyparview import Disconnect, HyParViewNode, Neighbor, NeighborDown, NeighborReply, NeighborUp
 from .membership import Effect, Member, MemberList, MemberState, Send, SetTimer
 from .mesh import Heartbeat
 from .phi import PhiRegistry
@@ -220,6 +223,11 @@ class OverlayMembership:
         if src in self.view.active:
             self.detectors.heartbeat(src, now)
         if type(msg) is Heartbeat:
+            if src not in self.view.active and src not in self.view._pending:
+                # The sender counts this node as a neighbour and this node does not (a Disconnect
+                # crossed a Connect, say): tell it now.  Left to the next KeepAlive (a shuffle
+                # period) it would suspect this node for the heartbeats it never gets.
+                return [Send(src, Disconnect())]
             return []
         if isinstance(msg, _TREE):
             return self._route(now, self.tree.receive(now, src, msg), "pt")
@@ -374,7 +382,11 @@ class OverlayMembership:
             if merge.event is not None:
                 out.append(merge.event)
                 member = merge.event.member
-                if member.state == MemberState.SUSPECT:
+                if member.state == MemberState.LEFT and member.name != self.name:
+                    # It is shutting down: a repair or shuffle that picked it would dial a node
+                    # that refuses (or resets) the connection.
+                    out += self._route(now, self.view.forget(now, member.name), "hv")
+                elif member.state == MemberState.SUSPECT:
                     out.append(SetTimer(("suspicion", member.name, member.incarnation), now + self.suspicion_timeout))
             if merge.refutation is not None:
                 out += self.broadcast(now, merge.refutation)

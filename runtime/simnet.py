@@ -500,7 +500,8 @@ class SimTransport(Transport):
 
     async def _establish(self, conn: SimConnection, role: Role, expect_node: str | None) -> SimConnection:
         nonce = self.network.rng.randbytes(16)
-        handshake = Handshake(self.identity, role, nonce, timeout=self.config.handshake_timeout, expect_node=expect_node)
+        handshake = Handshake(self.identity, role, nonce, timeout=self.config.handshake_timeout, expect_node=expect_node,
+                              stopping=self.stopping and role is Role.ACCEPTOR)
         try:
             peer = await drive_handshake(handshake, conn._handshake_send, conn._handshake_receive, conn._remote_host)
         except HandshakeRefused:

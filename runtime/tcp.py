@@ -587,7 +587,8 @@ class TcpConnection(Connection):
                     await stream.send_all(memoryview(data)[sent:])
                 self._tx += 1
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._abort(f"connection broken while sending: {exc or type(exc).__name__}")
+            # (Once closing, the peer going away mid-goodbye is how a close ends, as in _reader.)
+            self._abort(f"connection broken while sending: {exc or type(exc).__name__}", error=not self._closing)
 
 
 class TcpTransport(Transport):

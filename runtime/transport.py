@@ -455,6 +455,9 @@ class Transport(abc.ABC):
     """
 
     config: TransportConfig
+    stopping: bool = False
+    """Set by the node as it stops: handshakes of new peers are refused with ``stopping`` (the
+    dialler learns the node is going away, and logs no warning about it)."""
 
     @property
     def identity(self) -> Identity:
@@ -483,6 +486,7 @@ async def drive_handshake(
     disconnects during the handshake count as refusals.
     """
     refusal: Refused | None = None
+    lost = False
     effects = handshake.start(trio.current_time())
     assert handshake.deadline is not None
     with trio.move_on_at(handshake.deadline):
@@ -502,6 +506,7 @@ async def drive_handshake(
             await _try_send(send, Envelope(Kind.REFUSE, payload={"reason": Reason.MALFORMED.value}))
         except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             refusal = Refused(Reason.UNEXPECTED, f"connection lost during the handshake ({_describe_exc(exc)})")
+            lost = True
     if refusal is None:
         for effect in handshake.timeout(trio.current_time()):
             if isinstance(effect, Send):
@@ -509,7 +514,13 @@ async def drive_handshake(
             elif isinstance(effect, Refused):
                 refusal = effect
     assert refusal is not None
-    log.warning(
+    # A refusal (cookie, cluster, version, garbage, silence) means misconfiguration: a warning.
+    # A peer that is stopping, or a connection lost before it was authenticated (the peer
+    # stopped or crashed meanwhile: what a refused TCP connect is a moment later), is no such
+    # thing; the dialler gets the error and decides.
+    quiet = lost or refusal.reason is Reason.STOPPING
+    log.log(
+        logging.INFO if quiet else logging.WARNING,
         "handshake with %s (%s) failed: %s: %s",
         address, handshake.peer.node if handshake.peer else "unknown node", refusal.reason.value, refusal.detail,
     )

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from process_helpers import run_bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "tokens"
@@ -35,17 +34,10 @@ def test_ecoc_run_on_a_hyparview_overlay_gives_the_exact_result(tmp_path):
         shutil.copy(EXAMPLE / name, tmp_path / name)
     state = tmp_path / "state"
     env = {**os.environ, "ECO_TOKENS_LIMIT": "200"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "eco.compiler.cli", "run", str(tmp_path / "tokens.eco"), "--nodes", "5",
-         "--format", "json", "--timeout", "60", "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=100)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    assert proc.returncode == 0, out + err + "".join(p.read_text()[-2000:] for p in sorted(state.glob("n*.log")))
+    done = run_bounded([sys.executable, "-m", "eco.compiler.cli", "run", str(tmp_path / "tokens.eco"), "--nodes", "5",
+                        "--format", "json", "--timeout", "60", "--state-dir", str(state)], timeout=100, env=env)
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 0, out + err + "".join(p.read_text()[-2000:] for p in sorted(state.glob("n*.log")))
     doc = json.loads(out)
     result = doc["ecosystems"]["tokens"]["result"]
     expected = tokencount.reference(limit=200)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from process_helpers import kill_group
 
 from eco.plan import Cluster, NodeSpec, Plan, Secret, Security, save_plan
 from eco.plan.models import PhiDetector
@@ -59,18 +60,11 @@ class ProcCluster:
         log.close()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        proc = self.procs[name]
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=10)
+        kill_group(self.procs[name], sig)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=10)
+            kill_group(proc)
 
     def status(self, name: str) -> dict | None:
         try:

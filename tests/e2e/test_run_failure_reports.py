@@ -7,13 +7,11 @@ CI logs often show only stderr (stdout goes to a parser or a file), and node log
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from process_helpers import run_bounded
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(90)]
 
@@ -54,17 +52,9 @@ ecosystem job {{
 def _run(tmp_path: Path, coordinator: str, *args: str) -> tuple[int, str, str]:
     (tmp_path / "jobparts.py").write_text(COMPONENTS)
     (tmp_path / "job.eco").write_text(SOURCE.format(coordinator=coordinator))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "eco.compiler.cli", "run", str(tmp_path / "job.eco"), "--nodes", "1",
-         "--format", "json", "--state-dir", str(tmp_path / "state"), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    return proc.returncode, out, err
+    done = run_bounded([sys.executable, "-m", "eco.compiler.cli", "run", str(tmp_path / "job.eco"), "--nodes", "1",
+                        "--format", "json", "--state-dir", str(tmp_path / "state"), *args], timeout=60)
+    return done.returncode, done.stdout, done.stderr
 
 
 def test_a_failed_job_in_json_mode_prints_its_reason_on_stderr(tmp_path):
