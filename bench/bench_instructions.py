@@ -58,29 +58,14 @@ async def _receive(count: int) -> None:
 
 
 async def _two_nodes(body, **options) -> None:
-    import trio
-
-    from eco.runtime.kernel import Kernel
-    from eco.runtime.node import Node, node_transport_config
-    from eco.runtime.secrets import Cookie
-    from eco.runtime.tcp import open_tcp_transport
+    from bench_round_trip_cpu import two_nodes  # (this folder is on sys.path: run as a script)
 
     from eco.runtime.transport import TransportConfig
 
-    cookie = Cookie("instruction-count-bench-cookie-01")
     options.setdefault("keepalive_interval", 1000.0)  # (no timer work proportional to valgrind's slowness)
     known = TransportConfig.__dataclass_fields__  # (an older runtime, for before/after runs: its options only)
-    options = {k: v for k, v in options.items() if k in known}
-    ka, kb = Kernel("a", incarnation=1), Kernel("b", incarnation=1)
-    async with ka, kb, open_tcp_transport(node_transport_config("t", "a", 1, cookie, **options)) as ta, \
-            open_tcp_transport(node_transport_config("t", "b", 1, cookie, **options)) as tb:
-        a, b = Node(ka, ta), Node(kb, tb)
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(b.serve, "127.0.0.1:0")
-            await nursery.start(a.serve, "127.0.0.1:0", [address])
-            await a.wait_connected(["b"])
-            await body(a, b)
-            nursery.cancel_scope.cancel()
+    async with two_nodes(**{k: v for k, v in options.items() if k in known}) as (a, b):
+        await body(a, b)
 
 
 async def _send(count: int) -> None:

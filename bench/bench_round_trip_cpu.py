@@ -22,6 +22,8 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import msgpack
 import trio
@@ -45,7 +47,10 @@ async def _echo(ctx):
 _VARIANTS = {"eco": {}, "eco_no_busy_wait": {"busy_wait": 0.0}, "eco_no_lending": {"lend_reads": False}}
 
 
-async def _eco(round_trips: int, options: dict) -> float:
+@asynccontextmanager
+async def two_nodes(**options) -> AsyncIterator[tuple[Node, Node]]:
+    """Nodes ``a`` and ``b`` on loopback TCP in this ``trio.run``, connected (``options``:
+    TransportConfig fields)."""
     cookie = Cookie("round-trip-cpu-bench-cookie-0123")
     ka, kb = Kernel("a", incarnation=1), Kernel("b", incarnation=1)
     async with ka, kb, open_tcp_transport(node_transport_config("t", "a", 1, cookie, **options)) as ta, \
@@ -55,25 +60,30 @@ async def _eco(round_trips: int, options: dict) -> float:
             address = await nursery.start(b.serve, "127.0.0.1:0")
             await nursery.start(a.serve, "127.0.0.1:0", [address])
             await a.wait_connected(["b"])
-            await kb.spawn(_echo, name="echo")
-            done = trio.Event()
-            out: list[float] = []
-
-            async def driver(ctx):
-                me, echo, send, receive = ctx.self, ("b", "echo"), ctx.send, ctx.receive
-                for _ in range(WARM_UP):
-                    await send(echo, (me, PAYLOAD))
-                    await receive()
-                start = time.perf_counter()
-                for _ in range(round_trips):
-                    await send(echo, (me, PAYLOAD))
-                    await receive()
-                out.append((time.perf_counter() - start) / round_trips)
-                done.set()
-
-            await ka.spawn(driver)
-            await done.wait()
+            yield a, b
             nursery.cancel_scope.cancel()
+
+
+async def _eco(round_trips: int, options: dict) -> float:
+    out: list[float] = []
+    async with two_nodes(**options) as (a, b):
+        await b.kernel.spawn(_echo, name="echo")
+        done = trio.Event()
+
+        async def driver(ctx):
+            me, echo, send, receive = ctx.self, ("b", "echo"), ctx.send, ctx.receive
+            for _ in range(WARM_UP):
+                await send(echo, (me, PAYLOAD))
+                await receive()
+            start = time.perf_counter()
+            for _ in range(round_trips):
+                await send(echo, (me, PAYLOAD))
+                await receive()
+            out.append((time.perf_counter() - start) / round_trips)
+            done.set()
+
+        await a.kernel.spawn(driver)
+        await done.wait()
     return out[0]
 
 
