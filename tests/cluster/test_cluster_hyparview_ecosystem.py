@@ -7,22 +7,19 @@ a link outside the active view closes once idle, and one that carries monitors
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import trio
 
-from eco.plan import ComponentRef, Ecosystem, Plan, Supervision
 from eco.plan.models import HyParViewTopology
 from eco.runtime.cluster import TEMPORARY_LINK_IDLE
-from eco.runtime.component import Coordinator, Worker
-from eco.runtime.node_ecosystem import EcosystemService
+from eco.runtime.component import Coordinator
 from eco.runtime.node_status import StatusService, ecosystem_view
 from eco.runtime.simulator import sim_seeds
 
 from cluster_harness import SimCluster  # noqa: E402  (same directory)
+from ecosystem_harness import EcosystemRun, Replier  # noqa: E402  (same directory)
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("quiet_transport_logs")]
 
 TOPOLOGY = HyParViewTopology(active=2, passive=4, shuffle_interval=4.0)
 NODES = 5
@@ -47,47 +44,22 @@ class Job(Coordinator):
             self.complete({"merged": sorted(self.merged.items())})
 
 
-class Slow(Worker):
-    async def handle(self, msg):
-        await trio.sleep(0.05)
-        await self.ctx.send(msg["reply_to"], {"key": msg["key"], "worker": self.ctx.self})
+class Slow(Replier):
+    delay = 0.05
 
 
-@pytest.fixture(autouse=True)
-def _quiet_transport_logs():
-    logging.getLogger("eco.transport").setLevel(logging.ERROR)
-    yield
-    logging.getLogger("eco.transport").setLevel(logging.NOTSET)
+class Run(EcosystemRun):
+    """A five-node hyparview cluster with the ecosystem and status services on every node."""
 
-
-class Run:
     def __init__(self, seed: int) -> None:
-        self.events: list[tuple[float, str, dict]] = []
-        self.services: dict[str, EcosystemService] = {}
         self.status: dict[str, StatusService] = {}
-        self.nurseries: dict = {}
-        self.c = SimCluster(NODES, seed=seed, topology=TOPOLOGY, setup=self._setup)
-        self.plan = Plan(clusters=(self.c.cluster,), ecosystems=(Ecosystem(
-            name="e", cluster=self.c.cluster.name, worker_count=WORKERS,
-            coordinator=ComponentRef(module=__name__, cls="Job"), workers=ComponentRef(module=__name__, cls="Slow"),
-            supervision=Supervision(max_restarts=5, within=10)),))
-        self.home = self.c.names[0]
+        super().__init__(seed, module=__name__, workers="Slow", worker_count=WORKERS, nodes=NODES, topology=TOPOLOGY,
+                         on_setup=self._add_status)
 
-    async def _setup(self, host, kernel, node, nursery) -> None:
-        service = EcosystemService(node, self.plan, self.c.cluster, report=self._report, rng=host.rng)
-        self.services[host.name] = service
-        self.status[host.name] = StatusService(node, self.c.members[host.name], cluster=self.c.cluster.name,
-                                               ecosystems=lambda: ecosystem_view(service))
-        self.nurseries[host.name] = nursery
-        await nursery.start(service.run)
-        await nursery.start(self.status[host.name].run)
-
-    def _report(self, event, **fields) -> None:
-        self.events.append((trio.current_time(), event, fields))
-        self.c.sim.record("-", f"report {event}")
-
-    def first(self, event: str) -> tuple[float, dict] | None:
-        return next(((t, f) for t, e, f in self.events if e == event), None)
+    def _add_status(self, name: str, node, service) -> list[StatusService]:
+        self.status[name] = StatusService(node, self.c.members[name], cluster=self.c.cluster.name,
+                                          ecosystems=lambda: ecosystem_view(service))
+        return [self.status[name]]
 
 
 @sim_seeds(3)
@@ -105,11 +77,11 @@ def test_an_ecosystem_runs_on_the_overlay_and_only_idle_links_outside_it_close(s
         status["links"] = set(c.members[asker].node.peers)
 
     def check() -> bool:
-        started = run.first("started")
+        started = run.first_report("started")
         if started is None:
             return False
         now = c.sim.now
-        complete = run.first("complete")
+        complete = run.first_report("complete")
         if complete is not None and "asked" not in status and now > complete[0] + 0.5:
             run.nurseries[asker].start_soon(ask_status)
         workers_on = set(started[1]["placement"].values()) - {run.home}
@@ -136,9 +108,9 @@ def test_an_ecosystem_runs_on_the_overlay_and_only_idle_links_outside_it_close(s
         return "idle_closed" in status and now > started[0] + 2 * TEMPORARY_LINK_IDLE + 1.0
 
     c.sim.run(until=check, max_time=40)
-    merged = run.first("complete")[1]["result"]["merged"]
+    merged = run.first("complete")["result"]["merged"]
     assert [tuple(kv) for kv in merged] == [(k, 1) for k in range(ITEMS)]  # every item merged exactly once
-    placement = run.first("started")[1]["placement"]
+    placement = run.first("started")["placement"]
     assert set(placement.values()) == set(c.names)  # workers on every node, neighbours of the home or not
     assert run.first("respawned") is None and run.first("recovered") is None  # no link loss hurt the job
     assert seen["closed_busy"] == set()

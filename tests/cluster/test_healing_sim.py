@@ -15,12 +15,10 @@ from __future__ import annotations
 import pytest
 import trio
 
-from eco.plan import ComponentRef, Ecosystem, Plan, Supervision
-from eco.runtime.component import Coordinator, Worker
-from eco.runtime.node_ecosystem import EcosystemService
+from eco.runtime.component import Coordinator
 from eco.runtime.simulator import sim_seeds
 
-from cluster_harness import SimCluster  # noqa: E402  (same directory)
+from ecosystem_harness import EcosystemRun, Replier  # noqa: E402  (same directory)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,46 +52,23 @@ class Job(Coordinator):
             self.complete({"merged": sorted(self.merged.items()), "refused": self.refused})
 
 
-class Slow(Worker):
+class Slow(Replier):
     """Takes 50 ms (simulated) per item."""
 
-    async def handle(self, msg):
-        await trio.sleep(0.05)
-        await self.ctx.send(msg["reply_to"], {"key": msg["key"], "worker": self.ctx.self})
+    delay = 0.05
 
 
-def _plan(cluster, **eco) -> Plan:
-    return Plan(clusters=(cluster,), ecosystems=(Ecosystem(
-        name="e", cluster=cluster.name, worker_count=WORKERS,
-        coordinator=ComponentRef(module=__name__, cls="Job"), workers=ComponentRef(module=__name__, cls="Slow"),
-        supervision=Supervision(max_restarts=20, within=10), **eco),))
-
-
-class Run:
+class Run(EcosystemRun):
     """A 3-node SimCluster whose nodes all run the ecosystem service; records report events."""
 
     def __init__(self, seed: int, *, items: int = ITEMS) -> None:
         Job.items = items
         Job.runs.clear()
-        self.events: list[tuple[float, str, dict]] = []
         self._after: dict[str, list] = {}
-        self.services: dict[str, EcosystemService] = {}
-        self.nodes: dict = {}
-        self.nurseries: dict = {}
-        self.c = SimCluster(3, seed=seed, setup=self._setup)
-        self.plan = _plan(self.c.cluster)
-        self.home = self.c.names[0]
-
-    async def _setup(self, host, kernel, node, nursery) -> None:
-        service = EcosystemService(node, self.plan, self.c.cluster, report=self._report, rng=host.rng)
-        self.services[host.name] = service
-        self.nodes[host.name] = node
-        self.nurseries[host.name] = nursery
-        await nursery.start(service.run)
+        super().__init__(seed, module=__name__, workers="Slow", worker_count=WORKERS, nodes=3, max_restarts=20)
 
     def _report(self, event, **fields) -> None:
-        self.events.append((trio.current_time(), event, fields))
-        self.c.sim.record("-", f"report {event}")
+        super()._report(event, **fields)
         for action in self._after.pop(event, []):
             self.nurseries[self.home].start_soon(action)
 
@@ -105,9 +80,6 @@ class Run:
             action()
 
         self._after.setdefault(event, []).append(later)
-
-    def first(self, event: str, **match) -> dict | None:
-        return next((f for _, e, f in self.events if e == event and all(f.get(k) == v for k, v in match.items())), None)
 
     def live_workers(self) -> dict[str, list[tuple[int, int]]]:
         """``{node: [(index, generation)]}``: the workers each node's factory runs now."""

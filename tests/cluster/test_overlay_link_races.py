@@ -13,22 +13,19 @@ Each test makes the race happen at its worst moment, deterministically:
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import trio
 
-from eco.plan import ComponentRef, Ecosystem, Plan, Supervision
 from eco.plan.models import HyParViewTopology
-from eco.runtime.component import Coordinator, Worker
+from eco.runtime.component import Coordinator
 from eco.runtime.node import CONTROL_CHANNEL
 from eco.runtime.node_ecosystem import EcosystemService
 from eco.runtime.simulator import sim_seeds
 from eco.runtime.wire import Envelope, Kind
 
-from cluster_harness import SimCluster  # noqa: E402  (same directory)
+from ecosystem_harness import EcosystemRun, Replier  # noqa: E402  (same directory)
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("quiet_transport_logs")]
 
 TOPOLOGY = HyParViewTopology(active=2, passive=4, shuffle_interval=4.0)
 NODES = 5
@@ -50,50 +47,16 @@ class Job(Coordinator):
             self.complete({"merged": len(self.merged)})
 
 
-class Echo(Worker):
-    async def handle(self, msg):
-        await trio.sleep(0.01)
-        await self.ctx.send(msg["reply_to"], {"key": msg["key"], "worker": self.ctx.self})
+class Echo(Replier):
+    delay = 0.01
 
 
-@pytest.fixture(autouse=True)
-def _quiet_transport_logs():
-    logging.getLogger("eco.transport").setLevel(logging.ERROR)
-    yield
-    logging.getLogger("eco.transport").setLevel(logging.NOTSET)
-
-
-class Run:
+class Run(EcosystemRun):
     """A five-node hyparview cluster with the ecosystem service on every node."""
 
-    def __init__(self, seed: int, *, workers: int = 10, on_setup=None) -> None:
-        self.events: list[tuple[float, str, dict]] = []
-        self.services: dict[str, EcosystemService] = {}
-        self.kernels: dict = {}
-        self.nurseries: dict = {}
-        self.on_setup = on_setup
-        self.c = SimCluster(NODES, seed=seed, topology=TOPOLOGY, setup=self._setup)
-        self.plan = Plan(clusters=(self.c.cluster,), ecosystems=(Ecosystem(
-            name="e", cluster=self.c.cluster.name, worker_count=workers,
-            coordinator=ComponentRef(module=__name__, cls="Job"), workers=ComponentRef(module=__name__, cls="Echo"),
-            supervision=Supervision(max_restarts=5, within=10)),))
-        self.home = self.c.names[0]
-
-    async def _setup(self, host, kernel, node, nursery) -> None:
-        service = EcosystemService(node, self.plan, self.c.cluster, report=self._report, rng=host.rng)
-        self.services[host.name] = service
-        self.kernels[host.name] = kernel
-        self.nurseries[host.name] = nursery
-        if self.on_setup is not None:
-            self.on_setup(host.name, service)
-        await nursery.start(service.run)
-
-    def _report(self, event, **fields) -> None:
-        self.events.append((trio.current_time(), event, fields))
-        self.c.sim.record("-", f"report {event}")
-
-    def first(self, event: str) -> tuple[float, dict] | None:
-        return next(((t, f) for t, e, f in self.events if e == event), None)
+    def __init__(self, seed: int, *, on_setup=None) -> None:
+        super().__init__(seed, module=__name__, workers="Echo", worker_count=10, nodes=NODES, topology=TOPOLOGY,
+                         on_setup=on_setup)
 
     async def temporary_link(self, a: str, b: str) -> None:
         """Open a link from ``a`` to ``b`` (not neighbours) the way on-demand traffic does."""
@@ -195,7 +158,7 @@ def test_a_spawn_whose_link_closes_before_the_reply_still_succeeds(seed):
 def test_a_link_lost_just_before_placement_does_not_make_the_host_respawn_its_workers(seed):
     staged: dict = {}
 
-    def on_setup(name: str, service: EcosystemService) -> None:
+    def on_setup(name: str, node, service: EcosystemService) -> None:
         if name != run.home:
             return
         settle = service.wait_settled
@@ -216,8 +179,8 @@ def test_a_link_lost_just_before_placement_does_not_make_the_host_respawn_its_wo
     run = Run(seed, on_setup=on_setup)
     run.c.sim.run(until=lambda: run.first("complete") is not None or run.first("failed") is not None, max_time=40)
     assert run.first("failed") is None, run.first("failed")
-    assert run.first("complete")[1]["result"] == {"merged": ITEMS}
-    placement = run.first("started")[1]["placement"]
+    assert run.first("complete")["result"] == {"merged": ITEMS}
+    placement = run.first("started")["placement"]
     assert staged["b"] in placement.values(), placement  # workers went to the node whose link was lost
     assert run.services[run.home].node.link_epoch(staged["b"]) > staged["lost_epoch"]  # over a new link
     assert run.first("respawned") is None and run.first("recovered") is None  # and were not taken for lost

@@ -10,6 +10,8 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -18,7 +20,7 @@ from eco.runtime.handshake import Handshake, Identity, Reason, Refused, Role, Se
 from eco.runtime.kernel import Kernel
 from eco.runtime.node import Node, node_transport_config
 from eco.runtime.secrets import Cookie
-from eco.runtime.tcp import _Framed, open_tcp_transport
+from eco.runtime.tcp import TcpAddress, TcpTransport, _Framed, open_tcp_transport
 from eco.runtime.transport import HandshakeRefused, TransportConfig, drive_handshake
 from eco.runtime.wire import Envelope, Kind
 
@@ -35,6 +37,17 @@ def _warnings(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+@asynccontextmanager
+async def _closing_server() -> AsyncIterator[tuple[TcpTransport, TcpAddress]]:
+    """A transport listening as node ``server`` that closes each connection it accepts: ``(transport, address)``."""
+
+    async def close(conn):
+        await conn.aclose("done")
+
+    async with open_tcp_transport(_config("server")) as server:
+        yield server, await server.listen(close)
+
+
 def test_a_stopping_acceptor_refuses_the_hello_with_stopping():
     initiator = Handshake(Identity("c", "n1", 1, COOKIE), Role.INITIATOR, b"1" * 16)
     acceptor = Handshake(Identity("c", "n2", 1, COOKIE), Role.ACCEPTOR, b"2" * 16, stopping=True)
@@ -49,13 +62,8 @@ def test_a_stopping_acceptor_refuses_the_hello_with_stopping():
 
 async def test_dialling_a_stopping_transport_is_refused_without_a_warning_a_bad_cookie_still_warns(caplog):
     caplog.set_level(logging.INFO)
-
-    async def handler(conn):
-        await conn.aclose("done")
-
     with trio.fail_after(20):
-        async with open_tcp_transport(_config("server")) as server:
-            address = await server.listen(handler)
+        async with _closing_server() as (server, address):
             server.stopping = True
             async with open_tcp_transport(_config("client")) as client:
                 with pytest.raises(HandshakeRefused) as info:
@@ -72,13 +80,8 @@ async def test_dialling_a_stopping_transport_is_refused_without_a_warning_a_bad_
 
 async def test_a_peer_hanging_up_mid_handshake_is_logged_at_info(caplog):
     caplog.set_level(logging.INFO)
-
-    async def handler(conn):
-        await conn.aclose("done")
-
     with trio.fail_after(20):
-        async with open_tcp_transport(_config("server")) as server:
-            address = await server.listen(handler)
+        async with _closing_server() as (_, address):
             stream = await trio.open_tcp_stream(address.host, address.port)
             await stream.receive_some(4096)  # the server's HELLO
             await stream.aclose()  # a dialler that stopped before it said HELLO
