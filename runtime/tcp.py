@@ -76,18 +76,28 @@ class _Framed:
         self.decoder = FrameDecoder(max_frame_size=config.max_frame_size, read_size=_READ_SIZE, ext_hook=config.ext_hook)
         self.encoder = FrameEncoder(max_frame_size=config.max_frame_size, default=config.packer_default)
         self.pending: deque[Envelope] = deque()
+        # A bad frame after the good ones of a read: raised when the handshake gets to it,
+        # else (it came after the handshake's last frame) by the connection, after those.
+        self.error: ProtocolError | None = None
 
     async def send(self, env: Envelope) -> None:
         await self.stream.send_all(self.encoder.encode(env))
 
     async def receive(self) -> Envelope:
-        while not self.pending:
+        pending = self.pending
+        while not pending:
+            if self.error is not None:
+                raise self.error
             data = await self.stream.receive_some(_READ_SIZE)
             if not data:
                 raise ConnectionClosed("the peer closed the connection")
             self.decoder.feed(data)
-            self.pending.extend(self.decoder.envelopes())
-        return self.pending.popleft()
+            try:
+                for env in self.decoder.envelopes():
+                    pending.append(env)
+            except ProtocolError as exc:
+                self.error = exc
+        return pending.popleft()
 
 
 class TcpConnection(Connection):
@@ -106,8 +116,10 @@ class TcpConnection(Connection):
         self._writer_idle = False
         self._goodbye_reason: str | None = None
         self._flushed = trio.Event()
-        # Envelopes that arrived in the same reads as the handshake's last frame.
+        # Envelopes that arrived in the same reads as the handshake's last frame, and a bad
+        # frame after them (the connection closes once those are delivered).
         self._early = framed.pending
+        self._early_error = framed.error
         self._add = framed.encoder.add
         self._encode = framed.encoder.encode
         self._encode_fields = framed.encoder.encode_fields
@@ -373,6 +385,8 @@ class TcpConnection(Connection):
         try:
             while self._early:
                 self._deliver(self._early.popleft())
+            if self._early_error is not None:
+                raise self._early_error
             while True:
                 if fd >= 0:
                     # stream.receive_some without trio's wrappers (and without a coroutine

@@ -60,12 +60,18 @@ async def good_peer_exchange(address, count, name="good"):
         await conn.aclose("done")
 
 
-async def raw_handshake(address, *, node="raw"):
-    """Authenticate a bare socket (no connection tasks), for peers that then misbehave."""
+async def raw_handshake(address, *, node="raw", then=b""):
+    """Authenticate a bare socket (no connection tasks), for peers that then misbehave;
+    ``then`` goes out in the same write as this side's ACCEPT, its last handshake frame."""
     stream = await trio.open_tcp_stream(address.host, address.port)
     framed = _Framed(stream, config(node))
+
+    async def send(env):
+        data = framed.encoder.encode(env)
+        await stream.send_all(data + then if env.kind == Kind.ACCEPT else data)
+
     hs = Handshake(Identity("c", node, 1, COOKIE), Role.INITIATOR, os.urandom(16), timeout=1.0)
-    await drive_handshake(hs, framed.send, framed.receive, str(address))
+    await drive_handshake(hs, send, framed.receive, str(address))
     return stream
 
 
@@ -202,7 +208,10 @@ async def test_an_oversized_frame_closes_only_that_connection_and_keeps_what_cam
     assert any("protocol error" in r.getMessage() and "raw" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_send_batch_without_a_payload_list_closes_only_that_connection(caplog):
+@pytest.mark.parametrize("with_the_handshake", [False, True], ids=["after", "in-the-handshake-s-last-read"])
+async def test_a_send_batch_without_a_payload_list_closes_only_that_connection(caplog, with_the_handshake):
+    # (in-the-handshake-s-last-read: both frames reach the server in the read that ends its
+    # handshake; the good one is still delivered, then the bad one closes the connection)
     server = EchoServer()
     raw_got: list[Envelope] = []
     raw_closed: list[str] = []
@@ -219,10 +228,13 @@ async def test_a_send_batch_without_a_payload_list_closes_only_that_connection(c
             address = await transport.listen(handler)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(good_peer_exchange, address, 300)
-                stream = await raw_handshake(address)
                 good = FrameEncoder().encode(Envelope(Kind.SEND_BATCH, "c", None, None, 7, [b"a", b"b"]))
                 bad = msgpack.packb([1, int(Kind.SEND_BATCH), "", None, None, 8, b"not a list"])
-                await stream.send_all(good + bad)
+                if with_the_handshake:
+                    stream = await raw_handshake(address, then=good + bad)
+                else:
+                    stream = await raw_handshake(address)
+                    await stream.send_all(good + bad)
                 await read_until_eof(stream)  # the server closes on us
                 await stream.aclose()
     # The good batch arrived as its two SENDs; the bad one closed that connection only.
