@@ -6,7 +6,6 @@ user payloads travel as Plumtree broadcasts over them.
 
 from __future__ import annotations
 
-import logging
 
 import pytest
 
@@ -21,11 +20,7 @@ TOPOLOGY = HyParViewTopology(active=3, passive=8, shuffle_interval=4.0)
 DETECTION_BOUND = 3.0  # SIGKILL-like crash -> "down" on every survivor (links reset, 0.6 s suspicion, broadcast)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_transport_logs():
-    logging.getLogger("eco.transport").setLevel(logging.ERROR)
-    yield
-    logging.getLogger("eco.transport").setLevel(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("quiet_transport_logs")
 
 
 def _view_problems(c: SimCluster) -> list[str]:

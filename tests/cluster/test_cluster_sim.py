@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 
 import pytest
 
@@ -18,12 +17,7 @@ DETECTORS = {"phi": LAN_PHI, "swim": LAN_SWIM}
 DETECTION_BOUND = {"phi": 3.0, "swim": 5.0}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_transport_logs():
-    # Crashes make every peer log a keepalive timeout; that is expected here.
-    logging.getLogger("eco.transport").setLevel(logging.ERROR)
-    yield
-    logging.getLogger("eco.transport").setLevel(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("quiet_transport_logs")  # (crashes make every peer log a keepalive timeout: expected here)
 
 
 @pytest.mark.parametrize("kind", ["phi", "swim"])

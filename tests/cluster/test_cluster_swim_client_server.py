@@ -7,7 +7,6 @@ still learn about each other (updates piggyback on the servers' probes).
 
 from __future__ import annotations
 
-import logging
 import random
 
 import pytest
@@ -19,7 +18,7 @@ from eco.runtime.swim import Ping, PingReq, SwimNode, Sync
 
 from cluster_harness import SimCluster  # noqa: E402  (same directory)
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("quiet_transport_logs")]
 
 SERVERS = ("n01", "n02")
 TOPOLOGY = ClientServerTopology(servers=SERVERS)
@@ -27,11 +26,6 @@ SWIM = SwimDetector(probe_interval=0.2, probe_timeout=0.08, indirect_probes=2, s
 DETECTION_BOUND = 5.0  # silent crash -> "down" on every survivor (up to two probe rounds, suspicion, dissemination)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_transport_logs():
-    logging.getLogger("eco.transport").setLevel(logging.ERROR)
-    yield
-    logging.getLogger("eco.transport").setLevel(logging.NOTSET)
 
 
 def _watch_sends(c: SimCluster, wrong: list) -> None:
