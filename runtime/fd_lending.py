@@ -26,8 +26,8 @@ block and a process waits on a lent socket (a reply is expected there), the
 loop first polls trio's epoll descriptor (readable as soon as any watched
 socket is, without taking its events) for up to ``busy_wait`` seconds, as the
 BEAM's schedulers spin briefly before sleeping.  Whatever became ready
-meanwhile is then picked up by trio's wait at once.  The poll is adaptive: after a miss (no
-reply within the budget) the next ``2**misses - 1`` chances are skipped, so
+meanwhile is then picked up by trio's wait at once.  The poll is adaptive:
+after a miss (no reply within the budget) the next ``2**misses - 1`` chances are skipped, so
 a slow peer costs a spin now and then, never one per request; a hit starts
 over.  ``TransportConfig.busy_wait = 0`` turns it off.
 """
@@ -69,7 +69,7 @@ class FdLending(trio.abc.Instrument):
         self.last: Any = None  # the connection that last sent a lone message or a request
         self.writer: Task | None = None  # the task that sent it
         self.owed: list[Any] = []  # connections whose reader must watch the socket again
-        self.busy_wait = busy_wait  # seconds to poll a lent socket before trio blocks (0: never)
+        self.busy_wait = busy_wait  # seconds to poll trio's epoll before it blocks on a loan (0: never)
         self.spins = 0  # busy-waits started
         self.spin_hits = 0  # ... that found the reply
         self._misses = 0  # busy-waits in a row that found nothing
@@ -118,8 +118,8 @@ class FdLending(trio.abc.Instrument):
                     self._skip = (1 << misses) - 1
                     return
         except (OSError, ValueError):
-            ready = [(-1, select.POLLNVAL)]
-        if ready[0][1] & select.POLLNVAL:  # (trio's epoll went away: no more busy-waiting)
+            ready = None
+        if ready is None or ready[0][1] & select.POLLNVAL:  # (trio's epoll went away: no more busy-waiting)
             self.busy_wait = 0.0
             return
         self.spin_hits += 1
@@ -167,7 +167,8 @@ class FdLending(trio.abc.Instrument):
 def fd_lending(busy_wait: float = 0.0) -> FdLending | None:
     """An :class:`FdLending` for the running trio loop, or None where it cannot work.
 
-    ``busy_wait``: seconds to poll a lent socket before trio blocks (0: never)."""
+    ``busy_wait``: seconds to poll trio's epoll descriptor before it blocks while a
+    process waits on a lent socket (0: never)."""
     try:
         io_manager = _RUN_CONTEXT.runner.io_manager
     except AttributeError:  # (no trio internals, or not inside trio.run)

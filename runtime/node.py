@@ -294,11 +294,9 @@ class Node:
     def send_envelope(self, node: str, env: Envelope) -> bool:
         """Queue ``env`` for ``node`` without waiting; False if it is not connected (and no
         link opener (:meth:`open_links_with`) took it to send once a connection opens)."""
-        conn = self._conns.get(node)
-        if conn is None or (conn._closing and self._link_opener is not None):
+        conn = self._sending_conn(node)
+        if conn is None:
             # Background gossip is not worth a connection: it floods over the links there are.
-            # A closing connection (the peer closed it as idle, say) would drop the envelope:
-            # the opener sends it over the next one.
             opener = self._link_opener
             return opener is not None and env.kind not in _BACKGROUND and opener(node, env)
         if env.kind not in _BACKGROUND:
@@ -306,6 +304,15 @@ class Node:
         return self._queue(conn, env)
 
     # ============================================================ on-demand links
+
+    def _sending_conn(self, node: str) -> Connection | None:
+        """The connection to send to ``node`` over; None if there is none or, with a link
+        opener, if it is closing (the peer closed it as idle, say): it would drop what is
+        queued, so the opener sends that over the next one."""
+        conn = self._conns.get(node)
+        if conn is not None and conn._closing and self._link_opener is not None:
+            return None
+        return conn
 
     def open_links_with(self, opener: Callable[[str, Envelope | None], bool] | None) -> None:
         """Let ``opener(peer, envelope)`` open connections on demand (an overlay's driver owns the links):
@@ -626,11 +633,9 @@ class Node:
         else:
             node = dest[0]  # type: ignore[index]
             wire_dest = dest[1]  # type: ignore[index]
-        conn = self._conns.get(node)
+        conn = self._sending_conn(node)
         if conn is None and self._link_opener is None:
             return  # not connected: dropped, as a send to a dead process is
-        if conn is not None and conn._closing and self._link_opener is not None:
-            conn = None  # closing: the opener sends it over the next connection
         if type(msg) is CallRequest:
             kind, channel, msg = _CALL_INT, "", (msg.ref, msg.sender, msg.request)
         else:
@@ -720,11 +725,9 @@ class Node:
 
     def cast_remote(self, dest: PID | tuple[str, str], msg: Any, *, sender: PID | None) -> None:
         node = _dest_node(dest)
-        conn = self._conns.get(node)
+        conn = self._sending_conn(node)
         if conn is None and self._link_opener is None:
             return
-        if conn is not None and conn._closing and self._link_opener is not None:
-            conn = None  # closing: the opener sends it over the next connection
         if type(msg) is CallReply:
             env = _envelope((_REPLY, "", None, _wire_dest(dest), 0, (msg.ref, msg.value)))
         elif type(msg) is CallRequest:

@@ -303,7 +303,11 @@ class OverlayMembership:
             candidates = set(self.view.passive)
         else:
             return
-        peer = self.view._pick(candidates - self.view.active - self.view._pending)
+        self._refresh_one(now, candidates, out, seen)
+
+    def _refresh_one(self, now: float, candidates: set[str], out: list[Any], seen: Any = None) -> None:
+        """Ask one of ``candidates`` (not already linked or asked) to become a neighbour."""
+        peer = self.view._pick(candidates - self.wanted_links())
         if peer is not None:
             out += self._route(now, self.view.refresh(now, peer, seen), "hv")
 
@@ -323,9 +327,7 @@ class OverlayMembership:
             return  # records are never forgotten: nothing more to do
         capped = delay >= self.reconnect_interval
         if not capped or self.rng.random() < len(missing) / max(1, self.members.count_alive()):
-            peer = self.view._pick(missing - self.view.active - self.view._pending)
-            if peer is not None:
-                out += self._route(now, self.view.refresh(now, peer), "hv")
+            self._refresh_one(now, missing, out)
         out.append(self._expect_timer(now, min(2 * delay, self.reconnect_interval)))
 
     def _suspect(self, now: float, peer: str, out: list[Any]) -> None:

@@ -19,13 +19,13 @@ import trio
 from trio.lowlevel import current_task, wait_task_rescheduled
 
 from .mailbox import Mailbox
+from .pid import PID, Ref
+from .signals import NORMAL, CallRequest, Dest, ProcessExit, Reason
 
-try:  # the running task without a function call (``receive``'s hot path); see _running_task
+try:  # the running task without a function call, for ``receive``'s hot path
     from trio._core._run import GLOBAL_RUN_CONTEXT as _RUN_CONTEXT
 except ImportError:  # pragma: no cover - another trio: the public function instead
     _RUN_CONTEXT = None
-from .pid import PID, Ref
-from .signals import NORMAL, CallRequest, Dest, ProcessExit, Reason
 
 if TYPE_CHECKING:
     from .kernel import Kernel

@@ -58,8 +58,8 @@ class TransportConfig:
     itself (one scheduling pass per request/response hop instead of two)."""
     busy_wait: float = 50e-6
     """With ``lend_reads``: before trio sleeps while a process waits on a lent socket, poll
-    that socket for up to this many seconds (a reply found meanwhile costs no wake-up;
-    adaptive, see runtime/fd_lending.py).  0 turns it off."""
+    trio's epoll descriptor for up to this many seconds (a reply found meanwhile costs no
+    wake-up; adaptive, see runtime/fd_lending.py).  0 turns it off."""
 
     def __post_init__(self) -> None:
         if self.keepalive_interval <= 0 or self.keepalive_misses < 1:
